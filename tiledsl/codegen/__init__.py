@@ -1,0 +1,1 @@
+"""Renderers from loop IR to source text: one per target, plus the TVM-FFI host wrapper."""

@@ -1,0 +1,273 @@
+"""Render loop IR as C++ for the CPU: one translation unit per kernel.
+
+A block of the grid runs on one core; the grid loops are an OpenMP work-sharing loop, and each
+worker's shared / fragment tiles are declared once in the parallel region (64-byte aligned)
+and reused by every block it runs. Half-precision values are stored as 16-bit integers and
+computed in float, so no compiler extension type is needed.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List
+
+from .. import ir
+from ..ir import (Assign, BinOp, Buffer, Call, Cast, Const, Decl, Evaluate, Expr, For, If, Kernel,
+                  Load, PrimFunc, Select, Seq, Stmt, Store, UnOp, Var)
+from ..ir.analysis import bound
+from .host import render_host
+from .names import CNames, c_storage_type, c_value_type
+
+__all__ = ["render_cpu"]
+
+# Buffers at most this large live on the worker's stack; larger ones on its heap.
+_STACK_LIMIT = 64 * 1024
+
+PRELUDE = r"""
+#include <tvm/ffi/c_api.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <math.h>
+#include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static inline float tdsl_bf2f(uint16_t h) {
+  uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f;
+}
+static inline uint16_t tdsl_f2bf(float f) {  /* round to nearest even; NaN stays NaN */
+  uint32_t u; memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u); return (uint16_t)(u >> 16);
+}
+static inline float tdsl_h2f(uint16_t h) { _Float16 x; memcpy(&x, &h, 2); return (float)x; }
+static inline uint16_t tdsl_f2h(float f) { _Float16 x = (_Float16)f; uint16_t h; memcpy(&h, &x, 2); return h; }
+static inline float tdsl_round_bf16(float f) { return tdsl_bf2f(tdsl_f2bf(f)); }
+static inline float tdsl_round_h(float f) { return (float)(_Float16)f; }
+template <class T> static inline T tdsl_max(T a, T b) { return a > b ? a : b; }
+template <class T> static inline T tdsl_min(T a, T b) { return a < b ? a : b; }
+template <class T> static inline T tdsl_floordiv(T a, T b) { T q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
+template <class T> static inline T tdsl_floormod(T a, T b) { T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+static inline void* tdsl_alloc(size_t n) {
+  void* p = NULL; if (posix_memalign(&p, 64, n ? n : 64) != 0) abort(); return p;
+}
+"""
+
+_F32_CALLS = {"exp": "expf({0})", "exp2": "exp2f({0})", "log": "logf({0})", "log2": "log2f({0})",
+              "sqrt": "sqrtf({0})", "rsqrt": "(1.0f / sqrtf({0}))", "abs": "fabsf({0})",
+              "tanh": "tanhf({0})", "sin": "sinf({0})", "cos": "cosf({0})", "floor": "floorf({0})",
+              "ceil": "ceilf({0})", "pow": "powf({0}, {1})", "erf": "erff({0})",
+              "sigmoid": "(1.0f / (1.0f + expf(-({0}))))"}
+_F64_CALLS = {k: v.replace("f(", "(").replace("1.0f", "1.0") for k, v in _F32_CALLS.items()}
+
+
+class CpuRenderer:
+    def __init__(self, func: PrimFunc):
+        self.func = func
+        self.names = CNames()
+        self.lines: List[str] = []
+        self.ranges: Dict[Var, tuple] = {}
+
+    # ---- expressions ----
+
+    def expr(self, e: Expr) -> str:
+        return getattr(self, "e_" + type(e).__name__)(e)
+
+    def e_Const(self, e: Const) -> str:
+        dt = e.dtype
+        if dt.is_bool:
+            return "true" if e.value else "false"
+        if dt.is_int:
+            v = int(e.value)
+            text = str(v) if -2**31 <= v < 2**31 else f"INT64_C({v})"
+            return text if dt.name in ("int64", "int32") else f"(({c_value_type(dt)}){text})"
+        v = float(e.value)
+        if math.isinf(v):
+            text = "INFINITY" if v > 0 else "(-INFINITY)"
+        elif math.isnan(v):
+            text = "NAN"
+        else:
+            text = repr(v) + ("" if dt.name == "float64" else "f")
+        return text if dt.name != "float64" or not math.isinf(v) else f"((double){text})"
+
+    def e_Var(self, e: Var) -> str:
+        return self.names.var(e)
+
+    def e_Load(self, e: Load) -> str:
+        ref = f"{self.names.buffer(e.buffer)}[{self.expr(e.indices[0])}]"
+        if e.dtype.name == "bfloat16":
+            return f"tdsl_bf2f({ref})"
+        if e.dtype.name == "float16":
+            return f"tdsl_h2f({ref})"
+        return ref
+
+    def e_Cast(self, e: Cast) -> str:
+        v = self.expr(e.value)
+        if e.dtype.name == "bfloat16":
+            return f"tdsl_round_bf16((float)({v}))"
+        if e.dtype.name == "float16":
+            return f"tdsl_round_h((float)({v}))"
+        if e.dtype.is_bool:
+            return f"(({v}) != 0)"
+        return f"(({c_value_type(e.dtype)})({v}))"
+
+    def e_Select(self, e: Select) -> str:
+        return f"({self.expr(e.cond)} ? {self.expr(e.t)} : {self.expr(e.f)})"
+
+    def e_UnOp(self, e: UnOp) -> str:
+        return f"(!{self.expr(e.a)})" if e.op == "not" else f"(~{self.expr(e.a)})"
+
+    def e_Call(self, e: Call) -> str:
+        table = _F64_CALLS if e.dtype.name == "float64" else _F32_CALLS
+        args = [self.expr(a) for a in e.args]
+        if e.op == "abs" and e.dtype.is_int:
+            return f"(({args[0]}) < 0 ? -({args[0]}) : ({args[0]}))"
+        return table[e.op].format(*args)
+
+    def e_BinOp(self, e: BinOp) -> str:
+        a, b = self.expr(e.a), self.expr(e.b)
+        op = e.op
+        if op in ("min", "max"):
+            return f"tdsl_{op}<{c_value_type(e.dtype)}>({a}, {b})"
+        if op == "and":
+            return f"({a} && {b})"
+        if op == "or":
+            return f"({a} || {b})"
+        if op in ("//", "%"):
+            if e.dtype.is_float:
+                return f"floor({a} / {b})" if op == "//" else f"({a} - floor({a} / {b}) * {b})"
+            if self._nonneg(e.a) and self._nonneg(e.b):
+                return f"({a} {'/' if op == '//' else '%'} {b})"
+            fn = "tdsl_floordiv" if op == "//" else "tdsl_floormod"
+            return f"{fn}<{c_value_type(e.dtype)}>({a}, {b})"
+        return f"({a} {op} {b})"
+
+    def _nonneg(self, e: Expr) -> bool:
+        lo, _ = bound(e, self.ranges)
+        return lo is not None and lo >= 0
+
+    # ---- statements ----
+
+    def emit(self, depth: int, text: str) -> None:
+        self.lines.append("  " * depth + text)
+
+    def stmt(self, s: Stmt, d: int) -> None:
+        getattr(self, "s_" + type(s).__name__)(s, d)
+
+    def s_Seq(self, s: Seq, d):
+        for x in s.stmts:
+            self.stmt(x, d)
+
+    def s_For(self, s: For, d):
+        v = self.names.var(s.var)
+        lo, hi = bound(s.start, self.ranges)[0], bound(s.extent, self.ranges)[1]
+        start_hi = bound(s.start, self.ranges)[1]
+        self.ranges[s.var] = (lo, None if hi is None or start_hi is None else start_hi + hi - 1)
+        if s.kind == "vectorized":
+            self.emit(d, "#pragma omp simd")
+        elif s.kind == "unroll":
+            self.emit(d, "#pragma GCC unroll 16")
+        start = self.expr(s.start)
+        end = self.expr(s.extent) if isinstance(s.start, Const) and s.start.value == 0 \
+            else f"{start} + {self.expr(s.extent)}"
+        self.emit(d, f"for (int64_t {v} = {start}; {v} < {end}; ++{v}) {{")
+        self.stmt(s.body, d + 1)
+        self.emit(d, "}")
+        del self.ranges[s.var]
+
+    def s_If(self, s: If, d):
+        self.emit(d, f"if ({self.expr(s.cond)}) {{")
+        self.stmt(s.then, d + 1)
+        if s.else_ is not None:
+            self.emit(d, "} else {")
+            self.stmt(s.else_, d + 1)
+        self.emit(d, "}")
+
+    def s_Store(self, s: Store, d):
+        value = self.expr(s.value)
+        if s.buffer.dtype.name == "bfloat16":
+            value = f"tdsl_f2bf({value})"
+        elif s.buffer.dtype.name == "float16":
+            value = f"tdsl_f2h({value})"
+        self.emit(d, f"{self.names.buffer(s.buffer)}[{self.expr(s.indices[0])}] = {value};")
+
+    def s_Decl(self, s: Decl, d):
+        self.emit(d, f"{c_value_type(s.var.dtype)} {self.names.var(s.var)} = {self.expr(s.value)};")
+
+    def s_Assign(self, s: Assign, d):
+        self.emit(d, f"{self.names.var(s.var)} = {self.expr(s.value)};")
+
+    def s_Evaluate(self, s: Evaluate, d):
+        self.emit(d, f"(void)({self.expr(s.value)});")
+
+    def s_Kernel(self, k: Kernel, d):
+        self.emit(d, "#pragma omp parallel")
+        self.emit(d, "{")
+        heap = []
+        for b in k.allocs:
+            n = b.shape[0].value
+            name, ctype = self.names.buffer(b), c_storage_type(b.dtype)
+            if n * b.dtype.itemsize <= _STACK_LIMIT:
+                self.emit(d + 1, f"alignas(64) {ctype} {name}[{n}];")
+            else:
+                self.emit(d + 1, f"{ctype}* __restrict__ {name} = ({ctype}*)tdsl_alloc({n} * sizeof({ctype}));")
+                heap.append(name)
+        loops = list(zip(k.block_vars, k.grid))[::-1]  # bx varies fastest, as on a GPU
+        collapse = f" collapse({len(loops)})" if len(loops) > 1 else ""
+        self.emit(d + 1, f"#pragma omp for{collapse} schedule(static)")
+        for n, (v, g) in enumerate(loops):
+            hi = bound(g, self.ranges)[1]
+            self.ranges[v] = (0, None if hi is None else hi - 1)
+            name = self.names.var(v)
+            self.emit(d + 1 + n, f"for (int64_t {name} = 0; {name} < {self.expr(g)}; ++{name}) {{")
+        self.stmt(k.body, d + 1 + len(loops))
+        for n in reversed(range(len(loops))):
+            self.emit(d + 1 + n, "}")
+        for name in heap:
+            self.emit(d + 1, f"free({name});")
+        self.emit(d, "}")
+        for v in k.block_vars:
+            del self.ranges[v]
+
+
+def render_cpu(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
+    """C++ source for `lowered` (flattened loop IR) exporting `__tvm_ffi_<symbol>`.
+
+    `original` is the function before lowering: its parameters carry the N-d shapes the host
+    code checks, and its Stores tell which tensors the kernel writes.
+    """
+    r = CpuRenderer(lowered)
+    body_name = f"{symbol}_body"
+    params, args = [], []
+    written = _written_buffers(lowered)
+    shape_vars = _shape_vars(original)
+    for p in original.params:
+        if isinstance(p, Buffer):
+            const = "" if p.name in written else "const "
+            params.append(f"{const}{c_storage_type(p.dtype)}* __restrict__ {r.names.buffer(p)}")
+        else:
+            params.append(f"{c_value_type(p.dtype)} {r.names.var(p)}")
+    for v in shape_vars:
+        params.append(f"int64_t {r.names.var(v)}")
+    r.lines.append(f"static void {body_name}({', '.join(params)}) {{")
+    r.stmt(lowered.body, 1)
+    r.lines.append("}")
+    body = "\n".join(r.lines)
+    host = render_host(original, symbol, body_name, r.names, written, shape_vars, device="cpu")
+    header = f"// tiledsl: kernel '{symbol}' for the CPU\n"
+    return header + PRELUDE + "\n" + body + "\n\n" + host
+
+
+def _written_buffers(func: PrimFunc) -> set:
+    out = set()
+    ir.walk(func.body, lambda n: out.add(n.buffer.name) if isinstance(n, Store) else None)
+    return out
+
+
+def _shape_vars(func: PrimFunc) -> list:
+    seen: list = []
+    for b in func.buffers:
+        for s in b.shape:
+            for v in sorted(ir.free_vars(s), key=lambda x: x.name):
+                if v not in seen and v not in func.params:
+                    seen.append(v)
+    return seen

@@ -1,0 +1,65 @@
+"""C identifiers for IR names, and C types for IR dtypes."""
+from __future__ import annotations
+
+import re
+
+from ..ir import DType, Var
+
+__all__ = ["CNames", "c_storage_type", "c_value_type"]
+
+_KEYWORDS = set("""alignas alignof and asm auto bool break case catch char class const constexpr
+continue default delete do double else enum explicit extern false float for friend goto if inline
+int long mutable namespace new noexcept not nullptr operator or private protected public register
+return short signed sizeof static struct switch template this throw true try typedef typename
+union unsigned using virtual void volatile while xor main result args num_args self stream
+INFINITY NAN""".split())
+
+
+class CNames:
+    """A stable, collision-free C name for every variable and buffer of one kernel."""
+
+    def __init__(self):
+        self.by_key: dict = {}
+        self.taken: set = set()
+
+    def _name(self, key, base: str) -> str:
+        if key in self.by_key:
+            return self.by_key[key]
+        name = re.sub(r"[^0-9A-Za-z_]", "_", base).replace("__", "_").strip("_") or "v"
+        if name[0].isdigit() or name in _KEYWORDS or name.startswith("tdsl") or name.startswith("_"):
+            name = "v_" + name
+        candidate, n = name, 1
+        while candidate in self.taken:
+            candidate = f"{name}_{n}"
+            n += 1
+        self.taken.add(candidate)
+        self.by_key[key] = candidate
+        return candidate
+
+    def var(self, v: Var) -> str:
+        return self._name(("var", v.name), v.name)
+
+    def buffer(self, b) -> str:
+        return self._name(("buf", b.name), b.name)
+
+
+_INT_TYPES = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t",
+              "uint8": "uint8_t", "uint16": "uint16_t", "uint32": "uint32_t", "uint64": "uint64_t"}
+
+
+def c_storage_type(dt: DType) -> str:
+    """How elements are stored in memory."""
+    if dt.name in ("float16", "bfloat16"):
+        return "uint16_t"
+    return c_value_type(dt)
+
+
+def c_value_type(dt: DType) -> str:
+    """How values are computed (16-bit floats are computed in float)."""
+    if dt.name in ("float16", "bfloat16", "float32"):
+        return "float"
+    if dt.name == "float64":
+        return "double"
+    if dt.is_bool:
+        return "bool"
+    return _INT_TYPES[dt.name]

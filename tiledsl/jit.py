@@ -1,0 +1,107 @@
+"""`tiledsl.jit` and `tiledsl.compile`: from a PrimFunc to a callable kernel.
+
+    @tiledsl.jit(out_idx=[-1])
+    def matmul(M, N, K, block_M=64, ...):
+        @T.prim_func
+        def main(A: T.Tensor((M, K), dtype), ...): ...
+        return main
+
+    kernel = matmul(1024, 1024, 1024)   # specialised, compiled (memory-cached by arguments)
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import threading
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import tvm_ffi
+
+from . import ir, transform
+from .codegen.cpu import render_cpu
+from .runtime.build import build_cpu
+from .runtime.kernel import JITKernel
+from .target import Target
+
+__all__ = ["jit", "compile", "JITFactory"]
+
+
+def compile(func: ir.PrimFunc, out_idx: Optional[Sequence[int]] = None, target: Any = "cpu",
+            name: Optional[str] = None) -> JITKernel:
+    """Lower, render, build and load `func`; `name` is the exported symbol's suffix."""
+    if not isinstance(func, ir.PrimFunc):
+        raise TypeError(f"tiledsl.compile expects a PrimFunc (from @T.prim_func), got {type(func).__name__}")
+    tgt = Target.parse("cpu" if target in (None, "auto") else target)
+    symbol = _symbol(name or func.name)
+    func = ir.PrimFunc(symbol, func.params, func.body, func.attrs, span=func.span)
+    lowered = transform.run(func, tgt)
+    if tgt.kind != "cpu":
+        raise ValueError(f"target {tgt.kind!r} is not available yet")
+    source = render_cpu(lowered, func, symbol)
+    lib = build_cpu(source, symbol)
+    module = tvm_ffi.load_module(str(lib))
+    kernel = JITKernel(func, lowered, source, str(lib), module[symbol], out_idx or (), tgt)
+    kernel._module = module  # the library stays loaded as long as the kernel lives
+    return kernel
+
+
+def _symbol(name: str) -> str:
+    s = re.sub(r"\W", "_", name)
+    return s if s and not s[0].isdigit() else "k_" + s
+
+
+def _key(v: Any) -> Any:
+    """A hashable, value-based key for one factory argument."""
+    try:
+        hash(v)
+        return (type(v).__name__, v)
+    except TypeError:
+        if isinstance(v, (list, tuple)):
+            return tuple(_key(x) for x in v)
+        if isinstance(v, dict):
+            return tuple(sorted((k, _key(x)) for k, x in v.items()))
+        return (type(v).__name__, repr(v))
+
+
+class JITFactory:
+    """The decorated factory: calling it specialises, compiles once per argument set, and
+    returns the `JITKernel`."""
+
+    def __init__(self, factory: Callable, out_idx: Optional[Sequence[int]], target: Any):
+        self.factory = factory
+        self.out_idx = tuple(out_idx) if out_idx is not None else ()
+        self.target = target
+        self.signature = inspect.signature(factory)
+        self._kernels: Dict[Any, JITKernel] = {}
+        self._lock = threading.Lock()
+        functools.update_wrapper(self, factory)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> JITKernel:
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        key = tuple((k, _key(v)) for k, v in bound.arguments.items())
+        with self._lock:
+            kernel = self._kernels.get(key)
+        if kernel is not None:
+            return kernel
+        func = self.factory(*bound.args, **bound.kwargs)
+        if not isinstance(func, ir.PrimFunc):
+            raise TypeError(f"{self.factory.__name__}: a @tiledsl.jit factory must return the "
+                            f"@T.prim_func it defines, got {type(func).__name__}")
+        kernel = compile(func, self.out_idx, self.target, name=self.factory.__name__)
+        with self._lock:
+            self._kernels[key] = kernel
+        return kernel
+
+    def get_ir(self, *args: Any, **kwargs: Any) -> ir.PrimFunc:
+        """The PrimFunc the factory builds for these arguments (nothing is compiled)."""
+        return self.factory(*args, **kwargs)
+
+
+def jit(fn: Optional[Callable] = None, *, out_idx: Optional[Sequence[int]] = None,
+        target: Any = "auto") -> Any:
+    """Decorate a kernel factory; see the module docstring."""
+    if fn is not None:
+        return JITFactory(fn, out_idx, target)
+    return lambda f: JITFactory(f, out_idx, target)

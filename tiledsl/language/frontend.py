@@ -1,0 +1,607 @@
+"""The frontend: a decorated Python function's AST becomes a `PrimFunc`.
+
+It parses, it does not trace. Names resolve in the function's own environment (closure,
+globals, builtins): a Python value (a tile size, a dtype, a helper) is used as a value at
+definition time, and only what depends on run-time data (block indices, loop variables,
+buffer elements, scalar parameters) becomes IR. So `if block_M > 32:` picks a branch now,
+while `if bx < n:` becomes an `If` node. Every node records the user's file:line.
+"""
+from __future__ import annotations
+
+import ast
+import builtins as _py
+import inspect
+import operator
+import textwrap
+from typing import Any, Callable, Optional
+
+from .. import ir
+from ..errors import FrontendError, TypeCheckError
+from ..ir import Buffer, Expr, Span, Var
+from . import builtins as T
+from .tileops import TILE_HANDLERS, RegionRef, _VarDecl
+
+__all__ = ["prim_func", "parse"]
+
+_PY_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
+              ast.Mod: "%", ast.BitXor: "^", ast.BitAnd: "&", ast.BitOr: "|", ast.LShift: "<<",
+              ast.RShift: ">>", ast.Pow: "**"}
+_PY_CMPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+_PY_FUNCS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+             "//": operator.floordiv, "%": operator.mod, "^": operator.xor, "&": operator.and_,
+             "|": operator.or_, "<<": operator.lshift, ">>": operator.rshift, "**": operator.pow,
+             "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+             "==": operator.eq, "!=": operator.ne}
+_LOOP_KINDS = {"loop_parallel": "parallel", "loop_pipelined": "pipelined", "loop_serial": "serial",
+               "loop_unroll": "unroll", "loop_vectorized": "vectorized"}
+
+
+def prim_func(fn: Callable) -> ir.PrimFunc:
+    """Parse `fn` into a PrimFunc.
+
+    >>> @T.prim_func
+    ... def add_one(A: T.Tensor((16,), "float32")):
+    ...     with T.Kernel(1) as bx:
+    ...         for i in T.Parallel(16):
+    ...             A[i] = A[i] + 1.0
+    """
+    return parse(fn)
+
+
+def parse(fn: Callable) -> ir.PrimFunc:
+    try:
+        lines, first_line = inspect.getsourcelines(fn)
+    except (OSError, TypeError) as e:
+        raise FrontendError(f"cannot read the source of {getattr(fn, '__name__', fn)!r}: {e}",
+                            hint="define kernels in a .py file (not an interactive string)") from None
+    source = textwrap.dedent("".join(lines))
+    indent = len(lines[0]) - len(lines[0].lstrip())
+    tree = ast.parse(source)
+    fdef = tree.body[0]
+    if not isinstance(fdef, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        raise FrontendError(f"@T.prim_func must decorate a function, got {type(fdef).__name__}")
+    file = inspect.getsourcefile(fn) or "<unknown>"
+    return Parser(fn, file, first_line - 1, indent).parse_function(fdef)
+
+
+class _Scope(dict):
+    """Names bound inside the kernel: IR vars, buffers and Python values."""
+
+
+class Parser:
+    def __init__(self, fn: Callable, file: str, line_offset: int, col_offset: int):
+        self.fn = fn
+        self.file = file
+        self.line_offset = line_offset
+        self.col_offset = col_offset
+        self.globals = fn.__globals__
+        self.closure = dict(inspect.getclosurevars(fn).nonlocals)
+        self.scopes: list[_Scope] = [_Scope()]
+        self.mutable: set = set()
+        self.allocs: Optional[list] = None  # buffers allocated in the current T.Kernel
+        self.used_names: dict[str, int] = {}
+        self.func_name = fn.__name__
+
+    # ---- helpers ----
+
+    def span(self, node: ast.AST) -> Span:
+        col = getattr(node, "col_offset", 0) + self.col_offset
+        end = getattr(node, "end_col_offset", None)
+        line = getattr(node, "lineno", 1)
+        if end is not None and getattr(node, "end_lineno", line) != line:
+            end = None
+        return Span(self.file, line + self.line_offset, col,
+                    None if end is None else end + self.col_offset, self.func_name)
+
+    def error(self, node: ast.AST, msg: str, hint: Optional[str] = None, cls=FrontendError):
+        return cls(msg, self.span(node), hint)
+
+    def unique(self, name: str) -> str:
+        n = self.used_names.get(name, 0)
+        self.used_names[name] = n + 1
+        return name if n == 0 else f"{name}_{n}"
+
+    def lookup(self, name: str, node: ast.AST) -> Any:
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return scope[name]
+        if name in self.closure:
+            return self.closure[name]
+        if name in self.globals:
+            return self.globals[name]
+        if hasattr(_py, name):
+            return getattr(_py, name)
+        raise self.error(node, f"name '{name}' is not defined",
+                         hint="a kernel can use Python values from its enclosing scope, T.* "
+                              "constructs, and names it assigns itself")
+
+    def bind(self, name: str, value: Any) -> None:
+        self.scopes[-1][name] = value
+
+    def in_scope(self, body: Callable[[], Any], names: Optional[dict] = None):
+        self.scopes.append(_Scope(names or {}))
+        try:
+            return body()
+        finally:
+            self.scopes.pop()
+
+    # ---- function ----
+
+    def parse_function(self, fdef: ast.FunctionDef) -> ir.PrimFunc:
+        annotations = getattr(self.fn, "__annotations__", {})
+        params = []
+        for arg in fdef.args.args:
+            ann = annotations.get(arg.arg)
+            if isinstance(ann, str):
+                ann = self.eval_python(ast.parse(ann, mode="eval").body)
+            if isinstance(ann, T.Tensor):
+                value = Buffer(arg.arg, ann.shape, ann.dtype, "global")
+            elif isinstance(ann, ir.DType) or isinstance(ann, str):
+                value = Var(arg.arg, ir.dtype(ann))
+            else:
+                raise self.error(arg, f"parameter '{arg.arg}' needs an annotation: "
+                                      f"T.Tensor(shape, dtype) or a scalar dtype such as T.int32")
+            self.used_names[arg.arg] = 1
+            self.bind(arg.arg, value)
+            params.append(value)
+        body = self.block(fdef.body)
+        func = ir.PrimFunc(fdef.name, tuple(params), body, span=self.span(fdef))
+        return ir.verify(func)
+
+    # ---- statements ----
+
+    def block(self, stmts: list) -> ir.Stmt:
+        out = []
+        for s in stmts:
+            r = self.stmt(s)
+            if r is not None:
+                out.append(r)
+        return ir.seq(*out) if out else ir.Seq(())
+
+    def stmt(self, node: ast.stmt) -> Optional[ir.Stmt]:
+        method = getattr(self, "stmt_" + type(node).__name__, None)
+        if method is None:
+            raise self.error(node, f"'{type(node).__name__}' statements are not supported in a kernel",
+                             hint="kernels use for loops over T.Parallel / T.Pipelined / T.serial / "
+                                  "range, if/else, assignments and T.* calls")
+        return method(node)
+
+    def stmt_Pass(self, node):
+        return None
+
+    def stmt_Expr(self, node: ast.Expr):
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            return None  # docstring
+        value = self.expr(node.value)
+        if isinstance(value, ir.Stmt):
+            return value
+        if isinstance(value, Expr):
+            return ir.Evaluate(value, span=self.span(node))
+        return None
+
+    def stmt_Return(self, node: ast.Return):
+        if node.value is not None:
+            raise self.error(node, "a kernel cannot return a value",
+                             hint="write results into an output tensor (and use out_idx)")
+        raise self.error(node, "'return' is not supported inside a kernel")
+
+    def stmt_Assert(self, node: ast.Assert):
+        test = self.expr(node.test)
+        if isinstance(test, Expr):
+            raise self.error(node, "assert on a run-time value is not supported")
+        if not test:
+            msg = self.eval_python(node.msg) if node.msg is not None else "assertion failed"
+            raise self.error(node, f"{msg}")
+        return None
+
+    def stmt_Assign(self, node: ast.Assign):
+        if len(node.targets) != 1:
+            raise self.error(node, "chained assignment is not supported")
+        target = node.targets[0]
+        if isinstance(target, ast.Name):
+            node.value._tdsl_target = target.id  # names the buffer an alloc_* call makes
+        value = self.expr(node.value)
+        return self.assign(target, value, node)
+
+    def stmt_AnnAssign(self, node: ast.AnnAssign):
+        if node.value is None:
+            raise self.error(node, "a declaration needs a value")
+        value = self.expr(node.value)
+        dt = self.eval_python(node.annotation)
+        if isinstance(value, (Expr, int, float)) and isinstance(dt, (ir.DType, str)):
+            value = ir.cast(value, dt)
+        return self.assign(node.target, value, node)
+
+    def stmt_AugAssign(self, node: ast.AugAssign):
+        op = _PY_BINOPS.get(type(node.op))
+        target = node.target
+        current = self.expr(target)
+        value = self.binop(op, current, self.expr(node.value), node)
+        return self.assign(target, value, node)
+
+    def assign(self, target: ast.expr, value: Any, node: ast.AST) -> Optional[ir.Stmt]:
+        if isinstance(target, ast.Subscript):
+            return self.store(target, value, node)
+        if isinstance(target, (ast.Tuple, ast.List)):
+            if isinstance(value, Expr) or not hasattr(value, "__iter__"):
+                raise self.error(node, "only Python values can be unpacked")
+            values = list(value)
+            if len(values) != len(target.elts):
+                raise self.error(node, f"cannot unpack {len(values)} values into {len(target.elts)} names")
+            out = [self.assign(t, v, node) for t, v in zip(target.elts, values)]
+            return ir.seq(*[s for s in out if s is not None]) if any(out) else None
+        if not isinstance(target, ast.Name):
+            raise self.error(target, f"cannot assign to {type(target).__name__}")
+        name = target.id
+        if isinstance(value, _VarDecl):
+            self.bind(name, value.var)
+            return ir.Decl(value.var, value.init, span=self.span(node))
+        current = None
+        for scope in reversed(self.scopes):
+            if name in scope:
+                current = scope[name]
+                break
+        if isinstance(current, Var) and current in self.mutable:
+            if isinstance(value, Buffer):
+                raise self.error(node, f"'{name}' holds a scalar; it cannot become a buffer")
+            return ir.Assign(current, ir.cast(value, current.dtype), span=self.span(node))
+        if isinstance(current, Var) or (isinstance(current, Buffer) and current.scope == "global"):
+            raise self.error(node, f"'{name}' is a kernel parameter and cannot be assigned",
+                             hint="copy it into a local variable or buffer first")
+        if isinstance(value, Expr):
+            var = Var(self.unique(name), value.dtype)
+            self.mutable.add(var)
+            self.bind(name, var)
+            return ir.Decl(var, value, span=self.span(node))
+        self.bind(name, value)
+        return None
+
+    def store(self, target: ast.Subscript, value: Any, node: ast.AST) -> ir.Stmt:
+        buf = self.expr(target.value)
+        if not isinstance(buf, Buffer):
+            raise self.error(target, "only buffer elements can be assigned with [...]")
+        indices = self.indices(target)
+        if any(isinstance(i, slice) for i in indices) or len(indices) != buf.ndim:
+            raise self.error(target, f"'{buf.name}' has {buf.ndim} dimensions: store one element "
+                                     f"with {buf.ndim} indices",
+                             hint="use T.copy or T.fill to write a whole region", cls=TypeCheckError)
+        if isinstance(value, Buffer) or isinstance(value, RegionRef):
+            raise self.error(node, "a buffer cannot be stored into an element", cls=TypeCheckError)
+        try:
+            v = ir.cast(value, buf.dtype)
+        except TypeError as e:
+            raise self.error(node, str(e), cls=TypeCheckError) from None
+        return ir.Store(buf, tuple(ir.convert(i) for i in indices), v, span=self.span(node))
+
+    def stmt_If(self, node: ast.If):
+        cond = self.expr(node.test)
+        if not isinstance(cond, Expr):
+            return self.block(node.body if cond else node.orelse) if (node.body if cond else node.orelse) else None
+        then = self.in_scope(lambda: self.block(node.body))
+        else_ = self.in_scope(lambda: self.block(node.orelse)) if node.orelse else None
+        if not cond.dtype.is_bool:
+            cond = ir.binop("!=", cond, 0)
+        return ir.If(cond, then, else_, span=self.span(node))
+
+    def stmt_For(self, node: ast.For):
+        if node.orelse:
+            raise self.error(node, "for/else is not supported in a kernel")
+        it = self.expr(node.iter)
+        if not isinstance(it, _LoopSpec):
+            return self.python_loop(node, it)
+        names = [node.target] if isinstance(node.target, ast.Name) else list(getattr(node.target, "elts", []))
+        if not all(isinstance(n, ast.Name) for n in names) or len(names) != len(it.extents):
+            raise self.error(node.target, f"this loop has {len(it.extents)} indices: "
+                                          f"write {len(it.extents)} names")
+        vars_ = [Var(self.unique(n.id)) for n in names]
+        scope = {n.id: (v if it.steps[k] == 1 else it.starts[k] + v * it.steps[k])
+                 for k, (n, v) in enumerate(zip(names, vars_))}
+        body = self.in_scope(lambda: self.block(node.body), scope)
+        span = self.span(node)
+        for k in reversed(range(len(vars_))):
+            start = it.starts[k] if it.steps[k] == 1 else 0
+            body = ir.For(vars_[k], ir.convert(start), ir.convert(it.extents[k]), it.kind, body,
+                          it.annotations, span=span)
+        return body
+
+    def python_loop(self, node: ast.For, iterable: Any) -> Optional[ir.Stmt]:
+        """A loop over a Python iterable is unrolled while parsing."""
+        if isinstance(iterable, (Expr, Buffer)) or not hasattr(iterable, "__iter__"):
+            raise self.error(node.iter, "a kernel loop must iterate over T.Parallel, T.Pipelined, "
+                                        "T.serial, T.unroll or range(...)")
+        out = []
+        for value in iterable:
+            def body(value=value):
+                s = self.assign(node.target, value, node)
+                return ir.seq(*(x for x in (s, self.block(node.body)) if x is not None))
+            out.append(self.in_scope(body))
+        return ir.seq(*out) if out else None
+
+    def stmt_With(self, node: ast.With):
+        if len(node.items) != 1:
+            raise self.error(node, "use one T.Kernel(...) per with statement")
+        item = node.items[0]
+        spec = self.expr(item.context_expr)
+        if not isinstance(spec, _KernelSpec):
+            raise self.error(item.context_expr, "only 'with T.Kernel(...) as ...' is supported")
+        if self.allocs is not None:
+            raise self.error(node, "T.Kernel cannot be nested inside another T.Kernel")
+        names = []
+        if item.optional_vars is not None:
+            t = item.optional_vars
+            names = [t] if isinstance(t, ast.Name) else list(getattr(t, "elts", []))
+            if not all(isinstance(n, ast.Name) for n in names) or len(names) > len(spec.grid):
+                raise self.error(t, f"T.Kernel has {len(spec.grid)} grid dimensions: "
+                                    f"bind at most {len(spec.grid)} names")
+        block_vars = [Var(self.unique(n.id if k < len(names) else f"b{'xyz'[k]}"))
+                      for k, n in enumerate(names + [None] * (len(spec.grid) - len(names)))]
+        self.allocs = []
+        try:
+            scope = {n.id: v for n, v in zip(names, block_vars)}
+            body = self.in_scope(lambda: self.block(node.body), scope)
+            allocs = tuple(self.allocs)
+        finally:
+            self.allocs = None
+        return ir.Kernel(tuple(ir.convert(g) for g in spec.grid), tuple(block_vars), spec.threads,
+                         allocs, body, span=self.span(node))
+
+    # ---- expressions ----
+
+    def eval_python(self, node: ast.expr) -> Any:
+        value = self.expr(node)
+        if isinstance(value, Expr):
+            raise self.error(node, "this must be known when the kernel is defined, not at run time")
+        return value
+
+    def expr(self, node: ast.expr) -> Any:
+        method = getattr(self, "expr_" + type(node).__name__, None)
+        if method is None:
+            raise self.error(node, f"'{type(node).__name__}' expressions are not supported in a kernel")
+        return method(node)
+
+    def expr_Constant(self, node):
+        return node.value
+
+    def expr_Name(self, node: ast.Name):
+        return self.lookup(node.id, node)
+
+    def expr_Tuple(self, node):
+        return tuple(self.expr(e) for e in node.elts)
+
+    expr_List = expr_Tuple
+
+    def expr_Attribute(self, node: ast.Attribute):
+        base = self.expr(node.value)
+        if isinstance(base, Buffer):
+            if node.attr == "shape":
+                return tuple(s.value if isinstance(s, ir.Const) else s for s in base.shape)
+            if node.attr == "dtype":
+                return base.dtype
+            raise self.error(node, f"buffers have .shape and .dtype, not .{node.attr}")
+        if isinstance(base, Expr):
+            if node.attr == "dtype":
+                return base.dtype
+            raise self.error(node, f"run-time values have no attribute '{node.attr}'")
+        try:
+            return getattr(base, node.attr)
+        except AttributeError:
+            raise self.error(node, f"{type(base).__name__} has no attribute '{node.attr}'") from None
+
+    def expr_BinOp(self, node: ast.BinOp):
+        return self.binop(_PY_BINOPS[type(node.op)], self.expr(node.left), self.expr(node.right), node)
+
+    def binop(self, op: str, a: Any, b: Any, node: ast.AST) -> Any:
+        if not isinstance(a, Expr) and not isinstance(b, Expr):
+            if isinstance(a, (Buffer, RegionRef)) or isinstance(b, (Buffer, RegionRef)):
+                raise self.error(node, "arithmetic on whole buffers is not supported",
+                                 hint="index an element (A_s[i, j]) inside a T.Parallel loop",
+                                 cls=TypeCheckError)
+            try:
+                return _PY_FUNCS[op](a, b)
+            except Exception as e:
+                raise self.error(node, f"{type(e).__name__}: {e}") from None
+        if isinstance(a, (Buffer, RegionRef)) or isinstance(b, (Buffer, RegionRef)):
+            raise self.error(node, "arithmetic on whole buffers is not supported",
+                             hint="index an element (A_s[i, j]) inside a T.Parallel loop",
+                             cls=TypeCheckError)
+        if op == "**":
+            if isinstance(b, int) and 0 <= b <= 4:
+                result: Any = 1
+                for _ in range(b):
+                    result = a if result == 1 else ir.binop("*", result, a)
+                return ir.convert(result)
+            raise self.error(node, "'**' on run-time values needs a small constant integer exponent",
+                             hint="use T.exp / T.exp2 / T.log for other powers")
+        try:
+            return ir.binop(op, a, b)
+        except (TypeError, ZeroDivisionError) as e:
+            raise self.error(node, str(e), cls=TypeCheckError) from None
+
+    def expr_UnaryOp(self, node: ast.UnaryOp):
+        v = self.expr(node.operand)
+        if not isinstance(v, Expr):
+            return {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_,
+                    ast.Invert: operator.invert}[type(node.op)](v)
+        if isinstance(node.op, ast.USub):
+            return -v
+        if isinstance(node.op, ast.UAdd):
+            return v
+        if isinstance(node.op, ast.Not):
+            return ir.logical_not(v)
+        return ir.UnOp("~", v, v.dtype)
+
+    def expr_BoolOp(self, node: ast.BoolOp):
+        values = [self.expr(v) for v in node.values]
+        if not any(isinstance(v, Expr) for v in values):
+            result = values[0]
+            for v in values[1:]:
+                result = (result and v) if isinstance(node.op, ast.And) else (result or v)
+            return result
+        fn = ir.logical_and if isinstance(node.op, ast.And) else ir.logical_or
+        result = values[0]
+        for v in values[1:]:
+            result = fn(result, v)
+        return result
+
+    def expr_Compare(self, node: ast.Compare):
+        left = self.expr(node.left)
+        result = None
+        for op, right_node in zip(node.ops, node.comparators):
+            right = self.expr(right_node)
+            if type(op) not in _PY_CMPS:
+                raise self.error(node, f"'{type(op).__name__}' comparisons are not supported")
+            c = self.binop(_PY_CMPS[type(op)], left, right, node)
+            result = c if result is None else self.binop_logical(result, c)
+            left = right
+        return result
+
+    @staticmethod
+    def binop_logical(a, b):
+        if not isinstance(a, Expr) and not isinstance(b, Expr):
+            return a and b
+        return ir.logical_and(a, b)
+
+    def expr_IfExp(self, node: ast.IfExp):
+        cond = self.expr(node.test)
+        if not isinstance(cond, Expr):
+            return self.expr(node.body if cond else node.orelse)
+        return ir.select(cond, self.expr(node.body), self.expr(node.orelse))
+
+    def indices(self, node: ast.Subscript) -> list:
+        sl = node.slice
+        elts = sl.elts if isinstance(sl, ast.Tuple) else [sl]
+        out = []
+        for e in elts:
+            if isinstance(e, ast.Slice):
+                if e.step is not None:
+                    raise self.error(e, "slices with a step are not supported")
+                lo = self.expr(e.lower) if e.lower is not None else None
+                hi = self.expr(e.upper) if e.upper is not None else None
+                out.append(slice(lo, hi))
+            else:
+                out.append(self.expr(e))
+        return out
+
+    def expr_Subscript(self, node: ast.Subscript):
+        base = self.expr(node.value)
+        if not isinstance(base, Buffer):
+            if isinstance(base, Expr):
+                raise self.error(node, "run-time scalars cannot be indexed")
+            key = self.indices(node)
+            key = key[0] if len(key) == 1 else tuple(key)
+            try:
+                return base[key]
+            except Exception as e:
+                raise self.error(node, f"{type(e).__name__}: {e}") from None
+        idx = self.indices(node)
+        if len(idx) > base.ndim:
+            raise self.error(node, f"'{base.name}' has {base.ndim} dimensions, indexed with {len(idx)}",
+                             cls=TypeCheckError)
+        if any(isinstance(i, slice) for i in idx) or len(idx) < base.ndim:
+            return RegionRef(base, tuple(idx), self.span(node))
+        for i in idx:
+            if isinstance(i, (Buffer, RegionRef)) or not isinstance(i, (Expr, int)) or isinstance(i, bool):
+                raise self.error(node, f"index {i!r} of '{base.name}' is not an integer", cls=TypeCheckError)
+            if isinstance(i, Expr) and not i.dtype.is_int:
+                raise self.error(node, f"index {i} of '{base.name}' is {i.dtype}, not an integer",
+                                 cls=TypeCheckError)
+        return ir.Load(base, tuple(ir.convert(i) for i in idx), base.dtype)
+
+    def expr_Call(self, node: ast.Call):
+        fn = self.expr(node.func)
+        args = []
+        for a in node.args:
+            if isinstance(a, ast.Starred):
+                args.extend(self.eval_python(a.value))
+            else:
+                args.append(self.expr(a))
+        kwargs = {}
+        for kw in node.keywords:
+            if kw.arg is None:
+                kwargs.update(self.eval_python(kw.value))
+            else:
+                kwargs[kw.arg] = self.expr(kw.value)
+        handler = T.STATEMENTS.get(fn) if _hashable(fn) else None
+        if handler is not None:
+            return self.call_statement(handler, fn, node, args, kwargs)
+        if fn is _py.range:
+            return self.loop_spec("serial", node, args, {})
+        if fn in (_py.min, _py.max) and any(isinstance(a, Expr) for a in args):
+            fn = T.min if fn is _py.min else T.max
+        if fn is _py.float and args and isinstance(args[0], Expr):
+            return ir.cast(args[0], "float32")
+        if fn is _py.int and args and isinstance(args[0], Expr):
+            return ir.cast(args[0], "int64")
+        try:
+            return fn(*args, **kwargs)
+        except (TypeError, ValueError, ZeroDivisionError) as e:
+            name = getattr(fn, "__name__", repr(fn))
+            raise self.error(node, f"{name}: {e}", cls=TypeCheckError) from None
+        except RuntimeError as e:
+            raise self.error(node, str(e)) from None
+
+    def call_statement(self, handler: str, fn, node: ast.Call, args: list, kwargs: dict):
+        if handler in _LOOP_KINDS:
+            return self.loop_spec(_LOOP_KINDS[handler], node, args, kwargs)
+        if handler == "kernel":
+            threads = kwargs.pop("threads", 128)
+            kwargs.pop("is_cpu", None)
+            if kwargs:
+                raise self.error(node, f"T.Kernel got unexpected arguments {sorted(kwargs)}")
+            if not 1 <= len(args) <= 3:
+                raise self.error(node, "T.Kernel takes 1 to 3 grid dimensions")
+            return _KernelSpec(tuple(args), int(threads if threads is not None else 128))
+        if self.allocs is None:
+            raise self.error(node, f"T.{getattr(fn, '__name__', handler)} must be inside 'with T.Kernel(...)'",
+                             hint="tile buffers and tile operations belong to a block of the grid")
+        return TILE_HANDLERS[handler](self, node, args, kwargs)
+
+    def loop_spec(self, kind: str, node: ast.Call, args: list, kwargs: dict) -> "_LoopSpec":
+        annotations = ()
+        if kind == "pipelined":
+            stages = kwargs.pop("num_stages", 2)
+            for k in ("order", "stage", "group"):
+                kwargs.pop(k, None)
+            annotations = (("num_stages", int(stages)),)
+        if kwargs:
+            raise self.error(node, f"unexpected keyword arguments {sorted(kwargs)}")
+        if not args:
+            raise self.error(node, "a loop needs an extent")
+        for a in args:
+            if isinstance(a, (Buffer, RegionRef)) or (isinstance(a, Expr) and not a.dtype.is_int) \
+                    or isinstance(a, float):
+                raise self.error(node, f"loop bound {a!r} is not an integer", cls=TypeCheckError)
+        if kind == "parallel":
+            return _LoopSpec(kind, (0,) * len(args), tuple(args), (1,) * len(args), annotations)
+        if len(args) > 3:
+            raise self.error(node, "a loop takes (stop), (start, stop) or (start, stop, step)")
+        start, stop, step = (0, args[0], 1) if len(args) == 1 else (args[0], args[1], args[2] if len(args) == 3 else 1)
+        if isinstance(step, Expr) or step == 0:
+            raise self.error(node, "a loop step must be a non-zero Python integer")
+        extent = T.ceildiv(stop - start, step) if step > 0 else T.ceildiv(start - stop, -step)
+        if not isinstance(extent, Expr):
+            extent = max(extent, 0)
+        return _LoopSpec(kind, (start,), (extent,), (step,), annotations)
+
+    def add_alloc(self, buf: Buffer) -> Buffer:
+        self.allocs.append(buf)
+        return buf
+
+
+class _LoopSpec:
+    def __init__(self, kind, starts, extents, steps, annotations):
+        self.kind, self.starts, self.extents, self.steps = kind, starts, extents, steps
+        self.annotations = annotations
+
+
+class _KernelSpec:
+    def __init__(self, grid, threads):
+        self.grid, self.threads = grid, threads
+
+
+def _hashable(x) -> bool:
+    try:
+        hash(x)
+        return True
+    except TypeError:
+        return False

@@ -1,0 +1,273 @@
+"""Tile operations as written by users, normalised once into canonical checked IR nodes.
+
+Users write `T.copy(A[by * 64, k * 32], A_s)` (a start point whose extent is the other
+side's shape) or `T.copy(Q[b, h, i * 64:(i + 1) * 64, :], Q_s)` (slices); both become a
+`Copy` of two full-rank `Region`s whose non-unit extents agree. Shape and dtype mistakes are
+reported here, at the user's line, before anything is lowered.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .. import ir
+from ..errors import TypeCheckError
+from ..ir import Buffer, Expr, Region, Span
+
+__all__ = ["RegionRef", "TILE_HANDLERS"]
+
+
+@dataclass(frozen=True)
+class RegionRef:
+    """`A[i, 0:64]` or `A[i]` on a buffer of higher rank: a region before normalisation."""
+    buffer: Buffer
+    indices: tuple
+    span: Optional[Span] = None
+
+
+def _shape_tuple(p, node, shape) -> tuple:
+    if isinstance(shape, (int, Expr)):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not shape:
+        raise p.error(node, f"a tile shape must be a tuple of positive integers, got {shape!r}",
+                      cls=TypeCheckError)
+    for s in shape:
+        if isinstance(s, Expr) or not isinstance(s, int) or isinstance(s, bool) or s <= 0:
+            raise p.error(node, f"a tile shape must be a tuple of positive Python integers, got {shape!r}",
+                          hint="on-chip tiles have sizes known when the kernel is defined",
+                          cls=TypeCheckError)
+    return tuple(shape)
+
+
+def _alloc(scope: str):
+    def handler(p, node, args, kwargs):
+        if len(args) + len(kwargs) < 2 and not (scope == "local" and args):
+            raise p.error(node, f"T.alloc_{scope}(shape, dtype) needs a shape and a dtype")
+        shape = args[0] if args else kwargs.pop("shape")
+        dtype = args[1] if len(args) > 1 else kwargs.pop("dtype", "float32")
+        kwargs.pop("scope", None)
+        name = _target_name(node) or f"{scope}_buf"
+        try:
+            dt = ir.dtype(dtype)
+        except TypeError as e:
+            raise p.error(node, str(e), cls=TypeCheckError) from None
+        return p.add_alloc(Buffer(p.unique(name), _shape_tuple(p, node, shape), dt, scope))
+    return handler
+
+
+def _alloc_var(p, node, args, kwargs):
+    dtype = args[0] if args else kwargs.get("dtype", "float32")
+    init = args[1] if len(args) > 1 else kwargs.get("init")
+    var = ir.Var(p.unique(_target_name(node) or "v"), ir.dtype(dtype))
+    p.mutable.add(var)
+    return _VarDecl(var, ir.cast(init if init is not None else 0, var.dtype))
+
+
+@dataclass(frozen=True)
+class _VarDecl:
+    var: ir.Var
+    init: Expr
+
+
+def _target_name(node) -> Optional[str]:
+    parent = getattr(node, "_tdsl_target", None)
+    return parent
+
+
+def as_region(p, node, value: Any, what: str) -> tuple:
+    """(buffer, starts, extents-or-None) for a buffer, a point `A[i, j]` or a `RegionRef`."""
+    if isinstance(value, Buffer):
+        return value, tuple(ir.const(0) for _ in value.shape), value.shape
+    if isinstance(value, ir.Load):
+        return value.buffer, value.indices, None
+    if isinstance(value, RegionRef):
+        buf = value.buffer
+        idx = list(value.indices) + [slice(None, None)] * (buf.ndim - len(value.indices))
+        starts, extents = [], []
+        for d, i in enumerate(idx):
+            if isinstance(i, slice):
+                lo = ir.convert(0 if i.start is None else i.start)
+                hi = buf.shape[d] if i.stop is None else ir.convert(i.stop)
+                ext = hi - lo
+                if isinstance(ext, ir.Const) and ext.value <= 0:
+                    raise p.error(node, f"{what}: empty slice in dimension {d} of '{buf.name}'",
+                                  cls=TypeCheckError)
+                starts.append(lo)
+                extents.append(ext)
+            else:
+                starts.append(ir.convert(i))
+                extents.append(ir.const(1))
+        return buf, tuple(starts), tuple(extents)
+    raise p.error(node, f"{what} must be a buffer or a region of one (A, A[i, j] or A[i, 0:64]), "
+                        f"got {type(value).__name__}", cls=TypeCheckError)
+
+
+def _static(extents) -> Optional[tuple]:
+    if all(isinstance(e, ir.Const) for e in extents):
+        return tuple(e.value for e in extents)
+    return None
+
+
+def _squeeze(extents) -> tuple:
+    return tuple(e for e in extents if not (isinstance(e, ir.Const) and e.value == 1))
+
+
+def _fit(p, node, buf, starts, other_extents, what) -> tuple:
+    """Extents for a start point: the other side's non-unit extents, right-aligned."""
+    sq = _squeeze(other_extents)
+    if len(sq) > buf.ndim:
+        raise p.error(node, f"{what}: a {len(sq)}-d tile does not fit in {buf.ndim}-d '{buf.name}'",
+                      cls=TypeCheckError)
+    return (ir.const(1),) * (buf.ndim - len(sq)) + sq
+
+
+def _check_inside(p, node, region: Region, what: str) -> None:
+    """On-chip tiles have static shapes: an access past their end is a definite bug."""
+    buf = region.buffer
+    if buf.scope == "global":
+        return
+    for d, (s, e, n) in enumerate(zip(region.starts, region.extents, buf.shape)):
+        if isinstance(s, ir.Const) and isinstance(e, ir.Const) and isinstance(n, ir.Const):
+            if s.value < 0 or s.value + e.value > n.value:
+                raise p.error(node, f"{what}: region [{s.value}, {s.value + e.value}) is outside "
+                                    f"dimension {d} of '{buf.name}' (size {n.value})", cls=TypeCheckError)
+
+
+def _copy(p, node, args, kwargs):
+    if len(args) != 2 or kwargs.keys() - {"disable_tma", "coalesced_width"}:
+        raise p.error(node, "T.copy(src, dst) takes exactly two arguments", cls=TypeCheckError)
+    sb, ss, se = as_region(p, node, args[0], "T.copy source")
+    db, ds, de = as_region(p, node, args[1], "T.copy destination")
+    if se is None and de is None:
+        raise p.error(node, "T.copy: one side must have a known shape (a whole buffer or a slice)",
+                      cls=TypeCheckError)
+    if se is None:
+        se = _fit(p, node, sb, ss, de, "T.copy source")
+    if de is None:
+        de = _fit(p, node, db, ds, se, "T.copy destination")
+    src, dst = Region(sb, ss, se), Region(db, ds, de)
+    a, b = _squeeze(src.extents), _squeeze(dst.extents)
+    if len(a) != len(b) or any(isinstance(x, ir.Const) and isinstance(y, ir.Const) and x.value != y.value
+                               for x, y in zip(a, b)):
+        raise p.error(node, f"T.copy: source region {_fmt(src.extents)} of '{sb.name}' and destination "
+                            f"{_fmt(dst.extents)} of '{db.name}' have different shapes", cls=TypeCheckError)
+    _check_inside(p, node, src, "T.copy source")
+    _check_inside(p, node, dst, "T.copy destination")
+    return ir.Copy(src, dst, span=p.span(node))
+
+
+def _fmt(extents) -> str:
+    return "(" + ", ".join(str(e) for e in extents) + ("," if len(extents) == 1 else "") + ")"
+
+
+def _tile2d(p, node, value, what) -> Region:
+    buf, starts, extents = as_region(p, node, value, what)
+    if extents is None:
+        raise p.error(node, f"{what} must be a whole tile or a slice of one, not an element",
+                      cls=TypeCheckError)
+    region = Region(buf, starts, extents)
+    if buf.scope == "global":
+        raise p.error(node, f"{what} '{buf.name}' is a global tensor: T.gemm works on shared or "
+                            f"fragment tiles", hint=f"T.copy it into a T.alloc_shared tile first",
+                      cls=TypeCheckError)
+    if len(_squeeze(extents)) > 2 or _static(extents) is None:
+        raise p.error(node, f"{what} must be a 2-D tile, got shape {_fmt(extents)}", cls=TypeCheckError)
+    _check_inside(p, node, region, what)
+    return region
+
+
+def _mat_shape(region: Region) -> tuple:
+    ext = _static(region.extents)
+    sq = [e for e in ext if e != 1]
+    if len(ext) >= 2 and len(sq) < 2:
+        return tuple(ext[-2:])
+    return tuple(sq) if len(sq) == 2 else (1, sq[0]) if sq else (1, 1)
+
+
+_ACCUM = {"float16": ("float32", "float16"), "bfloat16": ("float32",), "float32": ("float32",),
+          "float64": ("float64",), "int8": ("int32",), "uint8": ("int32",)}
+
+
+def _gemm(p, node, args, kwargs):
+    if len(args) != 3:
+        raise p.error(node, f"T.gemm(A, B, C) takes three tiles, got {len(args)}", cls=TypeCheckError)
+    ta = bool(kwargs.pop("transpose_A", False))
+    tb = bool(kwargs.pop("transpose_B", False))
+    clear = bool(kwargs.pop("clear_accum", False))
+    policy = kwargs.pop("policy", "square")
+    for k in ("k_pack", "wg_wait"):
+        kwargs.pop(k, None)
+    if kwargs:
+        raise p.error(node, f"T.gemm got unexpected arguments {sorted(kwargs)}", cls=TypeCheckError)
+    a = _tile2d(p, node, args[0], "T.gemm A")
+    b = _tile2d(p, node, args[1], "T.gemm B")
+    c = _tile2d(p, node, args[2], "T.gemm C")
+    (am, ak), (bk, bn), (cm, cn) = _mat_shape(a), _mat_shape(b), _mat_shape(c)
+    if ta:
+        am, ak = ak, am
+    if tb:
+        bk, bn = bn, bk
+    if ak != bk or am != cm or bn != cn:
+        raise p.error(node, f"T.gemm: shapes do not agree: A is {am}x{ak}"
+                            f"{' (transposed)' if ta else ''}, B is {bk}x{bn}{' (transposed)' if tb else ''}, "
+                            f"C is {cm}x{cn}; need A: MxK, B: KxN, C: MxN", cls=TypeCheckError)
+    ad, bd, cd = a.buffer.dtype, b.buffer.dtype, c.buffer.dtype
+    if ad != bd:
+        raise p.error(node, f"T.gemm: A is {ad} but B is {bd}; both operands need one dtype",
+                      cls=TypeCheckError)
+    if cd.name not in _ACCUM.get(ad.name, ()):
+        raise p.error(node, f"T.gemm: {ad} inputs cannot accumulate into {cd} C",
+                      hint=f"use a {_ACCUM.get(ad.name, ('float32',))[0]} fragment for C",
+                      cls=TypeCheckError)
+    return ir.Gemm(a, b, c, ta, tb, clear, str(policy), span=p.span(node))
+
+
+def _fill(p, node, args, kwargs):
+    if len(args) != 2:
+        raise p.error(node, "T.fill(buffer, value) takes two arguments", cls=TypeCheckError)
+    buf, starts, extents = as_region(p, node, args[0], "T.fill destination")
+    if extents is None:
+        extents = (ir.const(1),) * buf.ndim
+    value = args[1]
+    if isinstance(value, (Buffer, RegionRef)):
+        raise p.error(node, "T.fill value must be a scalar", cls=TypeCheckError)
+    return ir.Fill(Region(buf, starts, extents), ir.cast(value, buf.dtype), span=p.span(node))
+
+
+def _clear(p, node, args, kwargs):
+    if len(args) != 1:
+        raise p.error(node, "T.clear(buffer) takes one argument", cls=TypeCheckError)
+    return _fill(p, node, [args[0], 0], {})
+
+
+def _reduce(kind: str):
+    def handler(p, node, args, kwargs):
+        if len(args) < 2:
+            raise p.error(node, f"T.reduce_{kind}(src, dst, dim=-1, clear=True) needs src and dst",
+                          cls=TypeCheckError)
+        src, dst = args[0], args[1]
+        dim = args[2] if len(args) > 2 else kwargs.pop("dim", -1)
+        clear = args[3] if len(args) > 3 else kwargs.pop("clear", True)
+        for what, b in (("source", src), ("destination", dst)):
+            if not isinstance(b, Buffer) or b.scope == "global":
+                raise p.error(node, f"T.reduce_{kind}: the {what} must be a shared or fragment tile",
+                              cls=TypeCheckError)
+        if not isinstance(dim, int) or not -src.ndim <= dim < src.ndim:
+            raise p.error(node, f"T.reduce_{kind}: dim {dim} is out of range for a {src.ndim}-d tile",
+                          cls=TypeCheckError)
+        dim %= src.ndim
+        want = src.static_shape[:dim] + src.static_shape[dim + 1:]
+        have = dst.static_shape
+        if have != want and have != want + (1,) and not (want == () and have == (1,)):
+            raise p.error(node, f"T.reduce_{kind}: reducing {src.name}{src.static_shape} along dim {dim} "
+                                f"gives shape {want}, but '{dst.name}' is {have}", cls=TypeCheckError)
+        return ir.Reduce(kind, src, dst, dim, bool(clear), span=p.span(node))
+    return handler
+
+
+TILE_HANDLERS = {
+    "alloc_shared": _alloc("shared"), "alloc_fragment": _alloc("fragment"),
+    "alloc_local": _alloc("local"), "alloc_var": _alloc_var,
+    "copy": _copy, "gemm": _gemm, "fill": _fill, "clear": _clear,
+    **{f"reduce_{k}": _reduce(k) for k in ("max", "min", "sum", "abssum", "absmax")},
+}

@@ -1,0 +1,153 @@
+"""`JITKernel`: a compiled kernel as a Python callable.
+
+The heavy checking happens in the generated host code (it serves every TVM-FFI caller, not
+only this wrapper); here we only do what C cannot: allocate `out_idx` outputs with the inputs'
+library, hand numpy bfloat16 over as its uint16 view, and explain read-only numpy arrays,
+which DLPack cannot export.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+
+from ..ir import Buffer, Const, PrimFunc, Var
+
+__all__ = ["JITKernel"]
+
+
+class JITKernel:
+    """Call with the kernel's inputs (outputs listed in `out_idx` are allocated and returned),
+    or with every argument including outputs (nothing is allocated, None is returned)."""
+
+    def __init__(self, func: PrimFunc, lowered: PrimFunc, source: str, library: str, fn: Any,
+                 out_idx: Sequence[int], target: Any):
+        self.func = func
+        self.lowered = lowered
+        self.source = source
+        self.library = library
+        self.target = target
+        self.name = func.name
+        self._fn = fn
+        n = len(func.params)
+        self.out_idx = sorted({i % n for i in out_idx})
+        for i in self.out_idx:
+            if not isinstance(func.params[i], Buffer):
+                raise TypeError(f"{self.name}: out_idx {i} names scalar parameter "
+                                f"'{func.params[i].name}'; only tensors can be outputs")
+        self.params = list(func.params)
+        self.inputs = [p for i, p in enumerate(self.params) if i not in self.out_idx]
+        self._written = _written(lowered)
+        self._bf16 = any(isinstance(p, Buffer) and p.dtype.name == "bfloat16" for p in self.params)
+        self._sym_sources = self._symbol_sources()
+
+    # ---- calling ----
+
+    def __call__(self, *args: Any) -> Any:
+        n_all, n_in = len(self.params), len(self.inputs)
+        if len(args) == n_all and self.out_idx:
+            self._call(list(args))
+            return None
+        if len(args) != n_in:
+            names = ", ".join(p.name for p in self.inputs)
+            raise TypeError(f"{self.name}: expects {n_in} argument{'s' if n_in != 1 else ''} "
+                            f"({names}), got {len(args)}")
+        full: List[Any] = [None] * n_all
+        it = iter(args)
+        for i in range(n_all):
+            if i not in self.out_idx:
+                full[i] = next(it)
+        outs = [self._allocate(self.params[i], args) for i in self.out_idx]
+        for i, o in zip(self.out_idx, outs):
+            full[i] = o
+        self._call(full)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _call(self, full: List[Any]) -> None:
+        for i, (p, a) in enumerate(zip(self.params, full)):
+            if isinstance(a, np.ndarray):
+                full[i] = self._numpy_arg(p, a)
+        self._fn(*full)
+
+    def _numpy_arg(self, p: Any, a: np.ndarray) -> Any:
+        if not a.flags.writeable:
+            what = "is written by the kernel" if p.name in self._written else "is an input"
+            raise ValueError(f"{self.name}: argument '{p.name}' is a read-only numpy array ({what}); "
+                             f"DLPack cannot pass read-only memory: pass a writable array, "
+                             f"e.g. np.array(x)")
+        if self._bf16 or a.dtype.kind == "V":
+            import ml_dtypes
+            if a.dtype == ml_dtypes.bfloat16:
+                if not isinstance(p, Buffer) or p.dtype.name != "bfloat16":
+                    want = p.dtype if isinstance(p, (Buffer, Var)) else "a scalar"
+                    raise TypeError(f"{self.name}: argument '{p.name}' expects {want}, got bfloat16")
+                return a.view(np.uint16)
+            if isinstance(p, Buffer) and p.dtype.name == "bfloat16" and a.dtype == np.uint16:
+                raise TypeError(f"{self.name}: argument '{p.name}' expects bfloat16, got uint16")
+        return a
+
+    # ---- outputs ----
+
+    def _symbol_sources(self) -> dict:
+        """Where each symbolic dimension can be read from the inputs: var -> (input pos, dim)."""
+        out = {}
+        for pos, p in enumerate(self.inputs):
+            if isinstance(p, Buffer):
+                for d, s in enumerate(p.shape):
+                    if isinstance(s, Var) and s not in out:
+                        out[s] = (pos, d)
+        return out
+
+    def _shape_of(self, p: Buffer, args: Sequence[Any]) -> tuple:
+        dims = []
+        for s in p.shape:
+            if isinstance(s, Const):
+                dims.append(s.value)
+                continue
+            env = {}
+            from ..ir import free_vars, substitute, const
+            for v in free_vars(s):
+                if v not in self._sym_sources:
+                    raise TypeError(f"{self.name}: cannot allocate output '{p.name}': its size "
+                                    f"{v.name} appears in no input; pass the output explicitly")
+                pos, d = self._sym_sources[v]
+                shape = getattr(args[pos], "shape", None)
+                if shape is None or len(shape) <= d:
+                    raise TypeError(f"{self.name}: argument '{self.inputs[pos].name}' expects a tensor")
+                env[v] = const(int(shape[d]))
+            dims.append(substitute(s, env).value)
+        return tuple(dims)
+
+    def _allocate(self, p: Buffer, args: Sequence[Any]) -> Any:
+        shape = self._shape_of(p, args)
+        for a in args:
+            mod = type(a).__module__.split(".")[0]
+            if mod == "torch":
+                import torch
+                tdt = getattr(torch, p.dtype.name if p.dtype.name != "bool" else "bool")
+                return torch.empty(shape, dtype=tdt, device=a.device)
+            if mod == "cupy":
+                import cupy
+                with cupy.cuda.Device(a.device.id):
+                    return cupy.empty(shape, dtype=p.dtype.numpy)
+        return np.empty(shape, dtype=p.dtype.numpy)
+
+    # ---- inspection ----
+
+    def get_kernel_source(self) -> str:
+        """The generated C++ (kernel body and TVM-FFI host wrapper)."""
+        return self.source
+
+    def get_ir(self, lowered: bool = False) -> str:
+        return (self.lowered if lowered else self.func).script()
+
+    def __repr__(self) -> str:
+        sig = ", ".join(p.name for p in self.inputs)
+        return f"<JITKernel {self.name}({sig}) target={self.target.kind} lib={self.library}>"
+
+
+def _written(func: PrimFunc) -> set:
+    from ..ir import Store, walk
+    out = set()
+    walk(func.body, lambda n: out.add(n.buffer.name) if isinstance(n, Store) else None)
+    return out

@@ -1,0 +1,107 @@
+"""lower_tile_ops: afterwards no Copy / Fill / Reduce / Gemm remains, only loops over elements.
+
+Lowerings are a table keyed by node type; `T.gemm` is resolved per call by the GEMM registry
+(`tiledsl.codegen.gemm`), which picks the implementation for the target and operands.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, Type
+
+from .. import ir
+from ..ir import Const, Copy, Fill, Gemm, Reduce, StmtRewriter
+from ..target import Target
+from .common import Namer, loop_nest, nonunit_dims
+
+__all__ = ["lower_tile_ops", "register_lowering"]
+
+_LOWERINGS: Dict[Type, Callable] = {}
+
+
+def register_lowering(node_type: Type):
+    def deco(fn):
+        _LOWERINGS[node_type] = fn
+        return fn
+    return deco
+
+
+def lower_tile_ops(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
+    """Replace every tile op by loops over its elements (GEMM by its registered implementation)."""
+    namer = Namer()
+
+    class _Lower(StmtRewriter):
+        pass
+
+    for node_type, fn in _LOWERINGS.items():
+        setattr(_Lower, "visit_" + node_type.__name__,
+                lambda self, s, fn=fn: fn(s, target, namer))
+    return _Lower()(func)
+
+
+@register_lowering(Copy)
+def _copy(s: Copy, target: Target, namer: Namer) -> ir.Stmt:
+    sd, dd = nonunit_dims(s.src), nonunit_dims(s.dst)
+    ref = s.dst if all(isinstance(s.dst.extents[d], Const) for d in dd) else s.src
+    extents = [ref.extents[d] for d in (dd if ref is s.dst else sd)]
+    vars_ = [namer("i") for _ in extents]
+    src_idx, dst_idx = list(s.src.starts), list(s.dst.starts)
+    for k, v in enumerate(vars_):
+        src_idx[sd[k]] = src_idx[sd[k]] + v
+        dst_idx[dd[k]] = dst_idx[dd[k]] + v
+    load = ir.Load(s.src.buffer, tuple(src_idx), s.src.buffer.dtype)
+    store = ir.Store(s.dst.buffer, tuple(dst_idx), ir.cast(load, s.dst.buffer.dtype), span=s.span)
+    return loop_nest(vars_, extents, store, span=s.span)
+
+
+@register_lowering(Fill)
+def _fill(s: Fill, target: Target, namer: Namer) -> ir.Stmt:
+    vars_ = [namer("i") for _ in s.dst.extents]
+    idx = tuple(st + v for st, v in zip(s.dst.starts, vars_))
+    store = ir.Store(s.dst.buffer, idx, s.value, span=s.span)
+    return loop_nest(vars_, s.dst.extents, store, span=s.span)
+
+
+_IDENTITY = {"max": -math.inf, "min": math.inf, "sum": 0, "abssum": 0, "absmax": 0}
+
+
+def _combine(kind: str, acc: ir.Expr, x: ir.Expr) -> ir.Expr:
+    if kind in ("abssum", "absmax"):
+        x = ir.call("abs", x)
+    if kind in ("sum", "abssum"):
+        return acc + x
+    return ir.max_(acc, x) if kind in ("max", "absmax") else ir.min_(acc, x)
+
+
+@register_lowering(Reduce)
+def _reduce(s: Reduce, target: Target, namer: Namer) -> ir.Stmt:
+    src, dst = s.src, s.dst
+    shape = src.static_shape
+    outer = [namer("i") for d in range(src.ndim) if d != s.dim]
+    r = namer("r")
+    src_idx = list(outer)
+    src_idx.insert(s.dim, r)
+    dst_idx = tuple(outer) if dst.ndim == len(outer) else tuple(outer) + (ir.const(0),)
+    if not dst_idx:
+        dst_idx = (ir.const(0),)
+    dt = dst.dtype
+    acc = namer("acc", dt)
+    identity = _IDENTITY[s.kind]
+    if not dt.is_float and math.isinf(identity):
+        info = (1 << (dt.bits - 1)) - 1 if dt.kind == "int" else (1 << dt.bits) - 1
+        identity = info if identity > 0 else (-info - 1 if dt.kind == "int" else 0)
+    init = ir.const(identity, dt) if s.clear else ir.Load(dst, dst_idx, dt)
+    x = ir.cast(ir.Load(src, tuple(src_idx), src.dtype), dt)
+    body = ir.seq(
+        ir.Decl(acc, init, span=s.span),
+        ir.For(r, ir.const(0), ir.const(shape[s.dim]), "serial",
+               ir.Assign(acc, _combine(s.kind, acc, x), span=s.span), span=s.span),
+        ir.Store(dst, dst_idx, acc, span=s.span),
+    )
+    extents = [shape[d] for d in range(src.ndim) if d != s.dim]
+    return loop_nest(outer, extents, body, span=s.span)
+
+
+@register_lowering(Gemm)
+def _gemm(s: Gemm, target: Target, namer: Namer) -> ir.Stmt:
+    from ..codegen.gemm import resolve
+    return resolve(s, target).lower(s, target, namer)
