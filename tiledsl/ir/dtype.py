@@ -54,6 +54,11 @@ class DType:
             return np.dtype(ml_dtypes.bfloat16)
         return np.dtype("bool" if self.is_bool else self.name)
 
+    def __call__(self, value):
+        """`T.float32(0)`: a constant of this type (as in TileLang)."""
+        from .expr import cast
+        return cast(value, self)
+
     def __repr__(self) -> str:
         return self.name
 

@@ -109,7 +109,8 @@ class _Printer:
     def s_Kernel(self, s: Kernel, d):
         grid = ", ".join(expr_str(g) for g in s.grid)
         names = ", ".join(v.name for v in s.block_vars)
-        self.emit(d, f"with T.Kernel({grid}, threads={s.threads}) as ({names},):")
+        names = f"({names})" if len(s.block_vars) > 1 else names
+        self.emit(d, f"with T.Kernel({grid}, threads={s.threads}) as {names}:")
         for b in s.allocs:
             self.emit(d + 1, f"{b.name} = {buffer_decl(b)}")
         self.stmt(s.body, d + 1)
