@@ -16,6 +16,7 @@ class Target:
     kind: str
     arch: str = ""
     features: tuple = ()
+    isa: str = ""  # CPU: "avx512", "avx2" or "scalar": which micro-kernels and flags to use
 
     def has(self, feature: str) -> bool:
         return feature in self.features
@@ -28,7 +29,16 @@ class Target:
         spec = (spec or "cpu").strip()
         kind, _, rest = spec.partition(" ")
         if kind in ("cpu", "auto", "llvm", "c"):
-            return host_cpu()
+            host = host_cpu()
+            for opt in rest.split():
+                key, _, value = opt.lstrip("-").partition("=")
+                if key != "isa" or value not in ("avx512", "avx2", "scalar"):
+                    raise ValueError(f"unknown CPU target option {opt!r}; "
+                                     f"use -isa=avx512, -isa=avx2 or -isa=scalar")
+                if value == "avx512" and not host.has("avx512f"):
+                    raise ValueError("-isa=avx512: this CPU has no AVX-512")
+                host = Target("cpu", host.arch, host.features, value)
+            return host
         if kind == "interp":
             return Target("interp")
         raise ValueError(f"unknown target {spec!r}; expected 'cpu' or 'interp'")
@@ -38,7 +48,9 @@ class Target:
 def host_cpu() -> Target:
     """The machine we run on, as llvmlite reports it."""
     name, feats = _host_features()
-    return Target("cpu", name, feats)
+    t = Target("cpu", name, feats)
+    isa = "avx512" if t.has("avx512f") else "avx2" if t.has("avx2") and t.has("fma") else "scalar"
+    return Target("cpu", name, feats, isa)
 
 
 def _host_features() -> tuple:
@@ -53,5 +65,10 @@ def _host_features() -> tuple:
         return platform.machine(), ()
 
 
-def cpu_flag_for(target: Target) -> Optional[str]:
-    return f"-march={target.arch}" if target.arch else None
+def cpu_isa_flags(target: Target) -> tuple:
+    """-march for the target: the host's own ISA builds with -march=native, a forced one with
+    the matching x86-64 level (so the compiler cannot use what the ISA does not have)."""
+    if target.isa == host_cpu().isa:
+        return ("-march=native",)
+    return {"avx512": ("-march=x86-64-v4",), "avx2": ("-march=x86-64-v3",),
+            "scalar": ("-march=x86-64",)}[target.isa]

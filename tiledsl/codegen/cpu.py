@@ -12,7 +12,7 @@ from typing import Dict, List
 
 from .. import ir
 from ..ir import (Assign, BinOp, Buffer, Call, Cast, Const, Decl, Evaluate, Expr, For, If, Kernel,
-                  Load, PrimFunc, Select, Seq, Stmt, Store, UnOp, Var)
+                  Load, PrimFunc, Select, Seq, Stmt, Store, UnOp, Var, BufferPtr)
 from ..ir.analysis import bound
 from .host import render_host
 from .names import CNames, c_storage_type, c_value_type
@@ -30,6 +30,9 @@ PRELUDE = r"""
 #include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 static inline float tdsl_bf2f(uint16_t h) {
   uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f;
@@ -66,6 +69,7 @@ class CpuRenderer:
         self.names = CNames()
         self.lines: List[str] = []
         self.ranges: Dict[Var, tuple] = {}
+        self.externs: Dict[str, str] = {}
 
     # ---- expressions ----
 
@@ -196,6 +200,12 @@ class CpuRenderer:
     def s_Assign(self, s: Assign, d):
         self.emit(d, f"{self.names.var(s.var)} = {self.expr(s.value)};")
 
+    def s_ExternCall(self, s, d):
+        self.externs.setdefault(s.name, s.definition)
+        args = ", ".join(f"&{self.names.buffer(a.buffer)}[{self.expr(a.offset)}]" if isinstance(a, BufferPtr)
+                         else self.expr(a) for a in s.args)
+        self.emit(d, f"{s.name}({args});")
+
     def s_Evaluate(self, s: Evaluate, d):
         self.emit(d, f"(void)({self.expr(s.value)});")
 
@@ -251,7 +261,7 @@ def render_cpu(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
     r.lines.append(f"static void {body_name}({', '.join(params)}) {{")
     r.stmt(lowered.body, 1)
     r.lines.append("}")
-    body = "\n".join(r.lines)
+    body = "\n\n".join(list(r.externs.values()) + ["\n".join(r.lines)])
     host = render_host(original, symbol, body_name, r.names, written, shape_vars, device="cpu")
     header = f"// tiledsl: kernel '{symbol}' for the CPU\n"
     return header + PRELUDE + "\n" + body + "\n\n" + host

@@ -10,7 +10,7 @@ from .expr import (BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var, bino
                    INDEX)
 from .buffer import Buffer, Region
 from .stmt import (Assign, Copy, Decl, Evaluate, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
-                   Seq, Span, Stmt, Store, seq)
+                   Seq, Span, Stmt, Store, seq, BufferPtr, ExternCall)
 from .printer import expr_str, func_str, stmt_str
 from .functor import ExprRewriter, StmtRewriter, free_vars, substitute, walk
 from .verifier import verify
@@ -20,6 +20,6 @@ __all__ = [
     "binop", "call", "cast", "const", "convert", "eq", "logical_and", "logical_or",
     "logical_not", "max_", "min_", "select", "INDEX", "Buffer", "Region", "Stmt", "Seq", "For",
     "If", "Store", "Decl", "Assign", "Evaluate", "Kernel", "Copy", "Gemm", "Fill", "Reduce",
-    "PrimFunc", "Span", "seq", "expr_str", "stmt_str", "func_str", "ExprRewriter",
+    "PrimFunc", "Span", "seq", "BufferPtr", "ExternCall", "expr_str", "stmt_str", "func_str", "ExprRewriter",
     "StmtRewriter", "walk", "substitute", "free_vars", "verify",
 ]

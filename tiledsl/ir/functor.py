@@ -11,7 +11,7 @@ from typing import Callable, Iterator, Optional
 
 from .buffer import Buffer, Region
 from .expr import BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var, binop, cast, select
-from .stmt import PrimFunc, Stmt
+from .stmt import BufferPtr, PrimFunc, Stmt
 
 __all__ = ["ExprRewriter", "StmtRewriter", "walk", "substitute", "free_vars"]
 
@@ -24,7 +24,11 @@ class ExprRewriter:
 
     def expr(self, e: Expr) -> Expr:
         rebuilt = self._children(e)
-        fn = getattr(self, "visit_" + type(rebuilt).__name__, None)
+        # Visit by the original node's type only: a rebuilt node that folded into another kind
+        # (x * 0 + i -> i) must not be visited again (substitution would apply twice).
+        if type(rebuilt) is not type(e):
+            return rebuilt
+        fn = getattr(self, "visit_" + type(e).__name__, None)
         return fn(rebuilt) if fn is not None else rebuilt
 
     def buffer(self, b: Buffer) -> Buffer:
@@ -98,6 +102,9 @@ class StmtRewriter(ExprRewriter):
             return self.region(v)
         if isinstance(v, Buffer):
             return self.buffer(v)
+        if isinstance(v, BufferPtr):
+            b, off = self.buffer(v.buffer), self.expr(v.offset)
+            return v if b is v.buffer and off is v.offset else BufferPtr(b, off)
         if isinstance(v, tuple):
             new = tuple(self._value(x) for x in v)
             return v if all(a is b for a, b in zip(new, v)) else new

@@ -127,6 +127,11 @@ class _Printer:
     def s_Fill(self, s: Fill, d):
         self.emit(d, f"T.fill({region_str(s.dst)}, {expr_str(s.value)})")
 
+    def s_ExternCall(self, s, d):
+        args = ", ".join(f"T.address_of({a.buffer.name}[{expr_str(a.offset)}])" if hasattr(a, "buffer")
+                         else expr_str(a) for a in s.args)
+        self.emit(d, f"T.call_extern({s.name!r}, {args})")
+
     def s_Reduce(self, s: Reduce, d):
         self.emit(d, f"T.reduce_{s.kind}({s.src.name}, {s.dst.name}, dim={s.dim}, clear={s.clear})")
 

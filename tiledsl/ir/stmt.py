@@ -13,7 +13,7 @@ from .buffer import Buffer, Region
 from .expr import Expr, Var
 
 __all__ = ["Span", "Stmt", "Seq", "For", "If", "Store", "Decl", "Assign", "Evaluate",
-           "Kernel", "Copy", "Gemm", "Fill", "Reduce", "PrimFunc", "seq", "FOR_KINDS", "TILE_OPS"]
+           "Kernel", "Copy", "Gemm", "Fill", "Reduce", "PrimFunc", "BufferPtr", "ExternCall", "seq", "FOR_KINDS", "TILE_OPS"]
 
 FOR_KINDS = ("serial", "parallel", "pipelined", "unroll", "vectorized")
 
@@ -162,6 +162,26 @@ class Reduce(Stmt):
 
 
 TILE_OPS = (Copy, Gemm, Fill, Reduce)
+
+
+@dataclass(frozen=True)
+class BufferPtr:
+    """The address of `buffer[offset]` (flat, physical), passed to an extern function."""
+    buffer: Buffer
+    offset: Expr
+
+
+@dataclass(frozen=True)
+class ExternCall(Stmt):
+    """A call of a target function defined by `definition` (C++ source, e.g. a GEMM micro-kernel).
+
+    `args` are Exprs or `BufferPtr`s. The printer shows the name and arguments; the definition
+    belongs to the generated source (and so to the library's content hash).
+    """
+    name: str
+    args: tuple
+    definition: str = field(default="", repr=False)
+    span: Optional[Span] = _span()
 
 
 @dataclass(frozen=True)

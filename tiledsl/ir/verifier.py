@@ -6,7 +6,7 @@ from .buffer import Buffer, Region
 from .expr import Expr, Load, Var
 from .functor import walk
 from .stmt import (TILE_OPS, Assign, Copy, Decl, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
-                   Seq, Stmt, Store, Evaluate)
+                   Seq, Stmt, Store, Evaluate, ExternCall, BufferPtr)
 
 __all__ = ["verify"]
 
@@ -89,6 +89,13 @@ class _Verifier:
             self.expr(s.value, s)
         elif isinstance(s, Kernel):
             self.kernel(s)
+        elif isinstance(s, ExternCall):
+            for a in s.args:
+                if isinstance(a, BufferPtr):
+                    self.buffer(a.buffer, s)
+                    self.expr(a.offset, s)
+                else:
+                    self.expr(a, s)
         elif isinstance(s, TILE_OPS):
             if not self.allow_tile_ops:
                 self.fail(f"tile operation {type(s).__name__} was not lowered", s)

@@ -10,10 +10,49 @@ from __future__ import annotations
 from typing import Mapping
 
 from tiledsl.ir.analysis import Interval, bound
-from tiledsl.ir.expr import BinOp, Const, Expr, Var, binop
+from tiledsl.ir.expr import (BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var, binop, cast,
+                             logical_not, select)
 from tiledsl.ir.functor import ExprRewriter
 
-__all__ = ["simplify", "domain_ranges"]
+__all__ = ["simplify", "domain_ranges", "subst"]
+
+
+def subst(e: Expr, mapping: Mapping[Var, Expr]) -> Expr:
+    """Simultaneous substitution of variables, refolding constants.
+
+    `tiledsl.ir.substitute` re-applies the mapping to a node that folds into a `Var` (with
+    `{i: 0, j: i}`, `i * 2 + j` becomes `i`, which is then mapped again to `0`), so layouts,
+    whose index variables are renamed into each other all the time, use this instead.
+    """
+    if not mapping:
+        return e
+    memo: dict = {}
+
+    def go(x: Expr) -> Expr:
+        key = id(x)
+        if key in memo:
+            return memo[key][1]
+        if isinstance(x, Var):
+            out = mapping.get(x, x)
+        elif isinstance(x, BinOp):
+            out = binop(x.op, go(x.a), go(x.b))
+        elif isinstance(x, Select):
+            out = select(go(x.cond), go(x.t), go(x.f))
+        elif isinstance(x, Cast):
+            out = cast(go(x.value), x.dtype)
+        elif isinstance(x, UnOp):
+            a = go(x.a)
+            out = logical_not(a) if x.op == "not" else UnOp(x.op, a, x.dtype)
+        elif isinstance(x, Load):
+            out = Load(x.buffer, tuple(go(i) for i in x.indices), x.dtype)
+        elif isinstance(x, Call):
+            out = Call(x.op, tuple(go(a) for a in x.args), x.dtype)
+        else:
+            out = x
+        memo[key] = (x, out)  # keep x alive so its id is not reused during this call
+        return out
+
+    return go(e)
 
 
 def domain_ranges(vars_: tuple, shape: tuple) -> dict:
@@ -49,7 +88,7 @@ def _within(iv: Interval, lo: int, hi: int) -> bool:
 
 def _merge_div_mod(e: Expr) -> Expr:
     """x % c * k + x // c * (c * k) == x * k (floor division and modulo recombine)."""
-    terms = _terms(e)
+    terms = _collect(_terms(e))
     for p, (x, k) in enumerate(terms):
         if not (isinstance(x, BinOp) and x.op == "%" and isinstance(x.b, Const)):
             continue
@@ -58,7 +97,15 @@ def _merge_div_mod(e: Expr) -> Expr:
             q = terms.index(partner)
             rest = [t for r, t in enumerate(terms) if r not in (p, q)]
             return _merge_div_mod(_build(rest + [(x.a, k)]))
-    return e
+    # One canonical sum: left-associated, like terms merged, the constant last.
+    return _build(terms)
+
+
+def _collect(terms: list) -> list:
+    merged: dict = {}
+    for x, k in terms:
+        merged[x] = merged.get(x, 0) + k
+    return [(x, k) for x, k in merged.items() if k != 0 or x is None]
 
 
 def _xor_operands(e: Expr) -> list:

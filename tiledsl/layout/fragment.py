@@ -17,11 +17,11 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from tiledsl.ir.expr import Expr, Var, convert
-from tiledsl.ir.functor import substitute, walk
+from tiledsl.ir.functor import walk
 from tiledsl.ir.printer import expr_str
 
 from ._eval import compile_exprs
-from ._simplify import domain_ranges, simplify
+from ._simplify import domain_ranges, simplify, subst
 from .layout import (MAX_ENUMERATE, Layout, LayoutError, _check_shape, _n_params, _row_major,
                      _to_exprs, domain_arrays, index_vars)
 
@@ -46,8 +46,9 @@ def _call(fn: Callable, vars_: tuple, allow_rep: bool, what: str) -> Any:
 class Fragment:
     """Logical index -> (thread, register slot), with optional replication.
 
-    >>> Fragment((16, 8), lambda i, j: i % 8 * 4 + j // 2, lambda i, j: i // 8 * 2 + j % 2)
-    Fragment((16, 8), threads=32, locals=4: (i, j) -> thread i % 8 * 4 + j // 2, slot i // 8 * 2 + j % 2)
+    >>> c = Fragment((16, 8), lambda i, j: i % 8 * 4 + j // 2, lambda i, j: i // 8 * 2 + j % 2)
+    >>> c.num_threads, c.locals_per_thread, c.thread(9, 5), c.index(9, 5)
+    (32, 4, 6, 3)
 
     `forward_index_fn` may return several coordinates; they are flattened row-major over
     their extents into the single slot.
@@ -118,14 +119,14 @@ class Fragment:
         if any(isinstance(x, Expr) for x in idx) or isinstance(rep, Expr):
             mapping = {v: convert(x) for v, x in zip(self.vars, idx)}
             mapping[REP] = convert(rep)
-            return substitute(self.forward_thread, mapping)
+            return subst(self.forward_thread, mapping)
         return int(self._fn(*(int(x) for x in idx), int(rep))[0])
 
     def index(self, *idx: Any):
         """The register slot of element `idx` within its thread(s)."""
         self._check_arity(idx)
         if any(isinstance(x, Expr) for x in idx):
-            return substitute(self.forward_index, {v: convert(x) for v, x in zip(self.vars, idx)})
+            return subst(self.forward_index, {v: convert(x) for v, x in zip(self.vars, idx)})
         return int(self._fn(*(int(x) for x in idx), 0)[1])
 
     def _check_arity(self, idx: tuple) -> None:
@@ -163,8 +164,8 @@ class Fragment:
         vars_ = index_vars(len(shape))
         mapping = dict(zip(self.vars + (REP,), vars_ if self.replicate > 1 else
                            vars_ + (convert(0),)))
-        forward = [substitute(self.forward_thread, mapping),
-                   substitute(self.forward_index, mapping)]
+        forward = [subst(self.forward_thread, mapping),
+                   subst(self.forward_index, mapping)]
         return Layout(shape, forward, (self.num_threads, self.locals_per_thread))
 
     def is_bijective(self) -> bool:
@@ -190,8 +191,8 @@ class Fragment:
         dim = dim % self.ndim
         v, extent = self.vars[dim], self.shape[dim]
         local = {v: v % extent}
-        thread = substitute(self.forward_thread, local)
-        index = substitute(self.forward_index, local)
+        thread = subst(self.forward_thread, local)
+        index = subst(self.forward_index, local)
         if over == "threads":
             thread = thread + (v // extent) * self.num_threads
         else:
@@ -223,6 +224,6 @@ def fragment_from_exprs(shape: Sequence[int], vars: Sequence[Var], thread: Any, 
     canon = dict(zip(vars, index_vars(len(vars))))
     if rep is not None:
         canon[rep] = REP
-    t = substitute(convert(thread), canon)
-    s = substitute(convert(index), canon)
+    t = subst(convert(thread), canon)
+    s = subst(convert(index), canon)
     return Fragment(shape, lambda *_: t, lambda *_: s, replicate)

@@ -22,11 +22,11 @@ import numpy as np
 from tiledsl.errors import TileDSLError
 from tiledsl.ir.analysis import bound
 from tiledsl.ir.expr import Expr, Load, Var, convert
-from tiledsl.ir.functor import substitute, walk
+from tiledsl.ir.functor import walk
 from tiledsl.ir.printer import expr_str
 
 from ._eval import compile_exprs
-from ._simplify import domain_ranges, simplify
+from ._simplify import domain_ranges, simplify, subst
 
 __all__ = ["Layout", "LayoutError", "index_vars", "MAX_ENUMERATE"]
 
@@ -150,7 +150,7 @@ class Layout:
                    output_shape: Optional[Sequence[int]] = None) -> "Layout":
         """A layout from expressions over arbitrary `vars` (renamed to the canonical ones)."""
         canon = dict(zip(vars, index_vars(len(vars))))
-        return Layout(shape, [substitute(convert(e), canon) for e in forward], output_shape)
+        return Layout(shape, [subst(convert(e), canon) for e in forward], output_shape)
 
     @staticmethod
     def identity(shape: Sequence[int]) -> "Layout":
@@ -192,7 +192,7 @@ class Layout:
 
     def apply(self, *indices: Any) -> tuple:
         """Physical coordinates of one logical index: ints in, ints out; Exprs in, Exprs out
-        (substituted and simplified); numpy arrays in, arrays out."""
+        (substituted); numpy arrays in, arrays out."""
         if len(indices) == 1 and isinstance(indices[0], (tuple, list)):
             indices = tuple(indices[0])
         if len(indices) != self.ndim:
@@ -200,7 +200,7 @@ class Layout:
                               f"got {len(indices)}")
         if any(isinstance(x, Expr) for x in indices):
             mapping = {v: convert(x) for v, x in zip(self.vars, indices)}
-            return tuple(substitute(e, mapping) for e in self.forward)
+            return tuple(subst(e, mapping) for e in self.forward)
         if any(isinstance(x, np.ndarray) for x in indices):
             return self.evaluate(*indices)
         return tuple(int(x) for x in self._scalar_fn(*(int(x) for x in indices)))
@@ -213,7 +213,8 @@ class Layout:
                      for r in self._vector_fn(*arrays))
 
     def offset(self, *indices: Any):
-        """Row-major flattening of the physical coordinates over `output_shape`."""
+        """Row-major flattening of the physical coordinates over `output_shape`: an int for
+        ints, an Expr for Exprs (simplified assuming `Var` indices lie inside `shape`)."""
         coords = self.apply(*indices)
         flat = _row_major(coords, self.output_shape)
         if isinstance(flat, Expr):
@@ -313,7 +314,7 @@ class Layout:
             raise LayoutError(f"cannot compose: {other!r} maps into {other.output_shape}, "
                               f"outside the domain {self.shape} of {self!r}; reshape first")
         mapping = dict(zip(self.vars, other.forward))
-        forward = [substitute(e, mapping) for e in self.forward]
+        forward = [subst(e, mapping) for e in self.forward]
         tables = tuple(dict(self.tables + other.tables).items())
         return self._simplified(other.shape, forward, self.output_shape, tables)
 
@@ -332,7 +333,7 @@ class Layout:
             old.append((flat // stride) % n)
         ranges = domain_ranges(index_vars(len(new_shape)), new_shape)
         mapping = {v: simplify(x, ranges) for v, x in zip(self.vars, old)}
-        forward = [substitute(e, mapping) for e in self.forward]
+        forward = [subst(e, mapping) for e in self.forward]
         return self._simplified(new_shape, forward, self.output_shape)
 
     def repeat(self, count: int, dim: int = 0, out_dim: Optional[int] = None,
@@ -346,7 +347,7 @@ class Layout:
         out_dim = (dim if dim < len(self.output_shape) else 0) if out_dim is None else out_dim
         stride = self.output_shape[out_dim] if stride is None else stride
         v, extent = self.vars[dim], self.shape[dim]
-        forward = list(substitute(e, {v: v % extent}) for e in self.forward)
+        forward = list(subst(e, {v: v % extent}) for e in self.forward)
         forward[out_dim] = forward[out_dim] + (v // extent) * stride
         shape = list(self.shape)
         shape[dim] *= count

@@ -69,10 +69,11 @@ def plot(obj: Union[Layout, Fragment], path: Optional[str] = None, *, elem_bits:
     margin_left, margin_top = 36, 52
     width, height = margin_left + cols * cell + 8, margin_top + rows * cell + 8
     if title is None:
+        key = "bank" if color_by == "bank" else "16-byte chunk of the bank line"
         what = ("colour = thread, text = thread / register slot" if isinstance(obj, Fragment)
-                else f"colour = {'bank' if color_by == 'bank' else '16-byte chunk of the bank line'}"
-                     f", text = physical offset ({elem_bits}-bit elements)")
+                else f"colour = {key}, text = physical offset ({elem_bits}-bit elements)")
         title = f"{type(obj).__name__} {obj.shape}: {what}"
+    width = max(width, 12 + int(len(title) * 7.9))  # 13px monospace: ~7.8px per character
     font = max(6, cell // 3)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="monospace">',

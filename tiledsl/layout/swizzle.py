@@ -137,8 +137,9 @@ def bank_conflicts(layout: Layout, accesses: Sequence[Access], elem_bits: int) -
 def ldmatrix_pattern(row: int = 0, col: int = 0, num: int = 4, elem_bits: int = 16) -> list:
     """Addresses of `ldmatrix.sync.aligned.m8n8.x{num}`: lanes `8m .. 8m+7` each give one
     16-byte row of 8x8 matrix `m`. The matrices are arranged as for an mma A operand:
-    lane `l` reads row `row + l % 16`, columns from `col + (l // 16) * 8` (16-bit elements),
-    so x4 covers a 16 x 16 block; lanes past `8 * num` are idle."""
+    lane `l` reads the 16 bytes at row `row + l % 16`, column `col + (l // 16) * V` (`V`
+    elements per 16 bytes: 8 for 16-bit), so x4 covers a 16 x 16 block of 16-bit elements;
+    lanes past `8 * num` are idle."""
     if num not in (1, 2, 4):
         raise LayoutError(f"ldmatrix loads 1, 2 or 4 matrices, not {num}")
     vec = CHUNK_BYTES * 8 // elem_bits

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 import tvm_ffi
 import tvm_ffi.libinfo as libinfo
@@ -49,16 +49,16 @@ def compiler_info() -> tuple:
     raise CompileError("no C++ compiler found (set CXX, or install g++)")
 
 
-def cpu_flags() -> List[str]:
+def cpu_flags(isa_flags: Sequence[str] = ("-march=native",)) -> List[str]:
     # -fno-math-errno lets sqrt and friends vectorise; no -ffast-math: results must match numpy.
-    return ["-O3", "-march=native", "-fopenmp", "-std=c++17", "-fPIC", "-shared",
+    return ["-O3", *isa_flags, "-fopenmp", "-std=c++17", "-fPIC", "-shared",
             "-fno-math-errno", "-fno-semantic-interposition", "-w"]
 
 
-def build_cpu(source: str, name: str) -> Path:
+def build_cpu(source: str, name: str, isa_flags: Sequence[str] = ("-march=native",)) -> Path:
     """Compile `source` (or reuse the identical earlier build) and return the library path."""
     cxx, version = compiler_info()
-    flags = cpu_flags()
+    flags = cpu_flags(isa_flags)
     key = hashlib.sha256("\n".join([source, cxx, version, *flags, _versions()]).encode()).hexdigest()
     folder = cache_dir() / "lib" / key[:2]
     lib = folder / f"{name}_{key[:24]}.so"

@@ -14,6 +14,7 @@ from .flatten_buffers import flatten_buffers
 from .legalize_memory import legalize_memory
 from .lower_pipelined import lower_pipelined_cpu
 from .lower_tile_ops import lower_tile_ops
+from .infer_layout import infer_layout
 
 __all__ = ["pipeline", "run"]
 
@@ -30,6 +31,8 @@ def _verify_loops(f, t):
 
 _CPU: List[Tuple[str, Pass]] = [
     ("verify", _verify_tile),
+    ("infer_layout", infer_layout),
+    ("verify_layouts", _verify_tile),
     ("lower_tile_ops", lower_tile_ops),
     ("verify_loops", _verify_loops),
     ("legalize_memory", lambda f, t: legalize_memory(f)),

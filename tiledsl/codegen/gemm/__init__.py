@@ -2,6 +2,12 @@
 from .registry import GemmImpl, register, resolve, rows
 from .cpu_loops import CpuLoops, _is_cpu
 
+from .cpu_simd import CpuSimd
+
 register("cpu.loops", _is_cpu, CpuLoops())
+# The SIMD micro-kernels shadow the portable loops wherever they accept the operands.
+for _isa in ("avx512", "avx2", "scalar"):
+    _impl = CpuSimd(_isa)
+    register(_impl.name, _impl.accepts, _impl, priority=1)
 
 __all__ = ["GemmImpl", "register", "resolve", "rows"]
