@@ -85,8 +85,10 @@ def main(argv=None):
         return 0
     import numpy as np
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
-    from gemm import matmul, default_tiles
+    import tiledsl
+    from gemm import matmul as example, default_tiles
     target = f"cpu -isa={args.isa}" if args.isa else "cpu"
+    matmul = tiledsl.jit(out_idx=[-1], target=target)(example.factory)
     skx = {} if args.no_skylakex else skylakex_child(args)
     print(f"threads={args.threads} target={target!r}; GFLOP/s (ratio = tiledsl / reference)")
     print(f"{'dtype':>9} {'M x N x K':>16} {'tiles':>12} {'tiledsl':>8} {'numpy':>8} {'ratio':>6} "
@@ -95,7 +97,7 @@ def main(argv=None):
     for dtype in args.dtypes:
         for m, n, k in shapes(args):
             tiles = default_tiles(m, n, k, dtype)
-            kernel = matmul(m, n, k, **tiles, dtype=dtype, relu=False, target=target)
+            kernel = matmul(m, n, k, **tiles, dtype=dtype, relu=False)
             npdt = np.dtype(kernel.func.params[0].dtype.numpy)
             a = rng.standard_normal((m, k)).astype(npdt)
             b = rng.standard_normal((k, n)).astype(npdt)

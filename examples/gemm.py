@@ -21,7 +21,7 @@ def matmul(M, N, K, block_M=64, block_N=64, block_K=32, dtype="float32", relu=Tr
         with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=128) as (bx, by):
             A_s = T.alloc_shared((block_M, block_K), dtype)
             B_s = T.alloc_shared((block_K, block_N), dtype)
-            C_f = T.alloc_fragment((block_M, block_N), "float32")
+            C_f = T.alloc_fragment((block_M, block_N), "float64" if dtype == "float64" else "float32")
             T.clear(C_f)
             for k in T.Pipelined(T.ceildiv(K, block_K), num_stages=2):
                 T.copy(A[by * block_M, k * block_K], A_s)

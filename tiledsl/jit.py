@@ -39,7 +39,7 @@ def compile(func: ir.PrimFunc, out_idx: Optional[Sequence[int]] = None, target: 
     if tgt.kind != "cpu":
         raise ValueError(f"target {tgt.kind!r} is not available yet")
     source = render_cpu(lowered, func, symbol)
-    lib = build_cpu(source, symbol, cpu_isa_flags(tgt))
+    lib = build_cpu(source, symbol, cpu_isa_flags(tgt), machine=f"{tgt.arch} {' '.join(tgt.features)}")
     module = tvm_ffi.load_module(str(lib))
     kernel = JITKernel(func, lowered, source, str(lib), module[symbol], out_idx or (), tgt)
     kernel._module = module  # the library stays loaded as long as the kernel lives

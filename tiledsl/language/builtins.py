@@ -16,7 +16,7 @@ from ..ir.dtype import DType
 
 __all__ = [
     "Tensor", "Buffer", "Kernel", "alloc_shared", "alloc_fragment", "alloc_local", "alloc_var",
-    "copy", "gemm", "clear", "fill", "reduce_max", "reduce_min", "reduce_sum", "reduce_abssum",
+    "annotate_layout", "copy", "gemm", "clear", "fill", "reduce_max", "reduce_min", "reduce_sum", "reduce_abssum",
     "reduce_absmax", "Parallel", "Pipelined", "serial", "unroll", "vectorized", "ceildiv",
     "max", "min", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "tanh", "sigmoid",
     "cast", "if_then_else", "infinity", "dynamic", "symbolic", "GemmWarpPolicy",
@@ -101,6 +101,12 @@ def alloc_local(shape, dtype):
 @_statement("alloc_var")
 def alloc_var(dtype, init=None):
     """A mutable scalar: `acc = T.alloc_var("float32")`."""
+
+
+@_statement("annotate_layout")
+def annotate_layout(layouts: dict):
+    """`T.annotate_layout({A_s: tiledsl.layout.swizzle_128b((64, 64), 16)})`: fix the layout
+    of on-chip buffers; layout inference respects it (and fails if another source disagrees)."""
 
 
 @_statement("copy")

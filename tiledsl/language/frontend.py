@@ -79,6 +79,7 @@ class Parser:
         self.scopes: list[_Scope] = [_Scope()]
         self.mutable: set = set()
         self.allocs: Optional[list] = None  # buffers allocated in the current T.Kernel
+        self.layouts: dict = {}  # buffer name -> (Layout, Span) from T.annotate_layout
         self.used_names: dict[str, int] = {}
         self.func_name = fn.__name__
 
@@ -335,15 +336,17 @@ class Parser:
                                     f"bind at most {len(spec.grid)} names")
         block_vars = [Var(self.unique(n.id if k < len(names) else f"b{'xyz'[k]}"))
                       for k, n in enumerate(names + [None] * (len(spec.grid) - len(names)))]
-        self.allocs = []
+        self.allocs, self.layouts = [], {}
         try:
             scope = {n.id: v for n, v in zip(names, block_vars)}
             body = self.in_scope(lambda: self.block(node.body), scope)
             allocs = tuple(self.allocs)
+            layouts = self.layouts
         finally:
             self.allocs = None
-        return ir.Kernel(tuple(ir.convert(g) for g in spec.grid), tuple(block_vars), spec.threads,
-                         allocs, body, span=self.span(node))
+        kernel = ir.Kernel(tuple(ir.convert(g) for g in spec.grid), tuple(block_vars), spec.threads,
+                           allocs, body, span=self.span(node))
+        return _apply_layouts(kernel, layouts) if layouts else kernel
 
     # ---- expressions ----
 
@@ -369,6 +372,11 @@ class Parser:
         return tuple(self.expr(e) for e in node.elts)
 
     expr_List = expr_Tuple
+
+    def expr_Dict(self, node: ast.Dict):
+        if any(k is None for k in node.keys):
+            raise self.error(node, "'**' in a dict literal is not supported in a kernel")
+        return {self.expr(k): self.expr(v) for k, v in zip(node.keys, node.values)}
 
     def expr_Attribute(self, node: ast.Attribute):
         base = self.expr(node.value)
@@ -586,6 +594,15 @@ class Parser:
     def add_alloc(self, buf: Buffer) -> Buffer:
         self.allocs.append(buf)
         return buf
+
+
+def _apply_layouts(kernel: ir.Kernel, layouts: dict) -> ir.Kernel:
+    """Put annotated layouts on the buffers, wherever they are referenced."""
+    class _A(ir.StmtRewriter):
+        def buffer(self, b: Buffer) -> Buffer:
+            hit = layouts.get(b.name)
+            return b.with_layout(hit[0]) if hit is not None and b.scope != "global" else b
+    return _A().stmt(kernel)
 
 
 class _LoopSpec:

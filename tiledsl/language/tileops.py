@@ -265,7 +265,35 @@ def _reduce(kind: str):
     return handler
 
 
+def _annotate_layout(p, node, args, kwargs):
+    from ..layout import Fragment, Layout
+    if len(args) != 1 or not isinstance(args[0], dict):
+        raise p.error(node, "T.annotate_layout takes one dict {buffer: layout}", cls=TypeCheckError)
+    for buf, layout in args[0].items():
+        if not isinstance(buf, Buffer) or buf.scope == "global":
+            raise p.error(node, "T.annotate_layout: keys must be shared / fragment / local buffers",
+                          cls=TypeCheckError)
+        if isinstance(layout, Fragment):
+            layout = layout.as_layout()
+        if not isinstance(layout, Layout):
+            raise p.error(node, f"T.annotate_layout: the layout of '{buf.name}' must be a "
+                                f"tiledsl.layout.Layout, got {type(layout).__name__}", cls=TypeCheckError)
+        if tuple(layout.shape) != buf.static_shape:
+            raise p.error(node, f"T.annotate_layout: layout over {tuple(layout.shape)} does not fit "
+                                f"'{buf.name}' of shape {buf.static_shape}", cls=TypeCheckError)
+        if not layout.is_injective():
+            raise p.error(node, f"T.annotate_layout: the layout of '{buf.name}' maps two elements "
+                                f"to one place", cls=TypeCheckError)
+        prev = p.layouts.get(buf.name)
+        if prev is not None and prev[0] != layout:
+            raise p.error(node, f"T.annotate_layout: '{buf.name}' was given another layout on line "
+                                f"{prev[1].line}", cls=TypeCheckError)
+        p.layouts[buf.name] = (layout, p.span(node))
+    return None
+
+
 TILE_HANDLERS = {
+    "annotate_layout": _annotate_layout,
     "alloc_shared": _alloc("shared"), "alloc_fragment": _alloc("fragment"),
     "alloc_local": _alloc("local"), "alloc_var": _alloc_var,
     "copy": _copy, "gemm": _gemm, "fill": _fill, "clear": _clear,

@@ -55,11 +55,16 @@ def cpu_flags(isa_flags: Sequence[str] = ("-march=native",)) -> List[str]:
             "-fno-math-errno", "-fno-semantic-interposition", "-w"]
 
 
-def build_cpu(source: str, name: str, isa_flags: Sequence[str] = ("-march=native",)) -> Path:
-    """Compile `source` (or reuse the identical earlier build) and return the library path."""
+def build_cpu(source: str, name: str, isa_flags: Sequence[str] = ("-march=native",),
+              machine: str = "") -> Path:
+    """Compile `source` (or reuse the identical earlier build) and return the library path.
+
+    `machine` names what `-march=native` means here (CPU name and features): two hosts
+    sharing a cache directory must not share a binary built for only one of them.
+    """
     cxx, version = compiler_info()
     flags = cpu_flags(isa_flags)
-    key = hashlib.sha256("\n".join([source, cxx, version, *flags, _versions()]).encode()).hexdigest()
+    key = hashlib.sha256("\n".join([source, cxx, version, *flags, machine, _versions()]).encode()).hexdigest()
     folder = cache_dir() / "lib" / key[:2]
     lib = folder / f"{name}_{key[:24]}.so"
     if lib.exists():

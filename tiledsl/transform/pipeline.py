@@ -12,6 +12,7 @@ from .. import ir
 from ..target import Target
 from .flatten_buffers import flatten_buffers
 from .legalize_memory import legalize_memory
+from .partition_edges import partition_edges
 from .lower_pipelined import lower_pipelined_cpu
 from .lower_tile_ops import lower_tile_ops
 from .infer_layout import infer_layout
@@ -36,6 +37,7 @@ _CPU: List[Tuple[str, Pass]] = [
     ("lower_tile_ops", lower_tile_ops),
     ("verify_loops", _verify_loops),
     ("legalize_memory", lambda f, t: legalize_memory(f)),
+    ("partition_edges", lambda f, t: partition_edges(f)),
     ("lower_pipelined_cpu", lambda f, t: lower_pipelined_cpu(f)),
     ("flatten_buffers", lambda f, t: flatten_buffers(f)),
 ]
