@@ -419,22 +419,31 @@ def test_local_scalars_in_serial_loops():
 
 
 @tiledsl.jit(out_idx=[-1])
-def python_float_accumulator(M, N, block=8):
+def python_float_accumulator(M, N, block=8, typed=False):
     @T.prim_func
     def main(X: T.Tensor((M, N), "float32"), Y: T.Tensor((M,), "float32")):
         with T.Kernel(T.ceildiv(M, block)) as bx:
             for i in T.Parallel(block):
-                s = 0.0
+                s = T.float32(0) if typed else 0.0
                 for k in T.serial(N):
-                    s += X[bx * block + i, k]
+                    s += X[bx * block + i, k]  # !python-float-accumulate
                 Y[bx * block + i] = s
     return main
 
 
-def test_python_float_initialised_accumulator():
-    """`s = 0.0` then `s += ...` in a T.serial loop is a running sum, as in Python."""
+def test_python_float_accumulator_is_an_error_not_a_silent_zero():
+    """`s = 0.0` then `s += ...` in a loop: a Python number cannot carry a run-time sum across
+    iterations; the frontend says so at the `+=` line instead of silently restarting."""
+    with pytest.raises(tiledsl.FrontendError, match="cannot accumulate a run-time value") as info:
+        python_float_accumulator(10, 7)
+    assert "s = T.alloc_var" in str(info.value)
+    assert "s += X[bx * block + i, k]" in str(info.value)
+
+
+def test_typed_scalar_accumulator():
+    """`s = T.float32(0)` is a run-time variable: `s += ...` in a T.serial loop is a running sum."""
     rng = np.random.default_rng(1234)
     M, N = 10, 7
     x = rng.standard_normal((M, N)).astype(np.float32)
-    y = python_float_accumulator(M, N)(x)
+    y = python_float_accumulator(M, N, typed=True)(x)
     np.testing.assert_allclose(y, x.sum(axis=1), rtol=1e-5, atol=1e-5)

@@ -30,7 +30,8 @@ static const char* tdsl_type_name(int32_t ti) {
     case kTVMFFIRawStr: case kTVMFFISmallStr: case kTVMFFIStr: return "str";
     case kTVMFFISmallBytes: case kTVMFFIBytes: return "bytes"; case kTVMFFIFunction: return "function";
     case kTVMFFIShape: return "shape"; case kTVMFFIArray: return "list"; case kTVMFFIList: return "list";
-    case kTVMFFIMap: case kTVMFFIDict: return "dict"; case kTVMFFIOpaquePyObject: return "Python object";
+    case kTVMFFIMap: case kTVMFFIDict: return "dict";
+    case kTVMFFITensor: case kTVMFFIDLTensorPtr: return "tensor"; case kTVMFFIOpaquePyObject: return "Python object";
     default: return "object";
   }
 }
@@ -80,6 +81,7 @@ static int tdsl_check_shape(const DLTensor* t, const int64_t* want, const char* 
 }
 static int tdsl_check_contiguous(const DLTensor* t, const char* k, const char* arg) {
   if (t->strides == NULL) return 0;
+  for (int i = 0; i < t->ndim; ++i) if (t->shape[i] == 0) return 0;  /* empty: any strides */
   int64_t expect = 1;
   for (int i = t->ndim - 1; i >= 0; --i) {
     if (t->shape[i] != 1 && t->strides[i] != expect) {

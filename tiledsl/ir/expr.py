@@ -237,6 +237,10 @@ def binop(op: str, a: ExprLike, b: ExprLike) -> Expr:
     elif op == "-":
         if is_const(b, 0) and dt == a.dtype: return a
         if a == b and dt.is_int: return const(0, dt)
+        if dt.is_int:
+            diff = _linear_diff(a, b)
+            if diff is not None:  # (i*16 + 16) - i*16 == 16: slice extents become constants
+                return const(diff, dt)
         if isinstance(b, Const) and dt.is_int:
             return binop("+", a, -b.value)
     elif op == "*":
@@ -261,6 +265,40 @@ def binop(op: str, a: ExprLike, b: ExprLike) -> Expr:
         ct = promote(a.dtype, b.dtype)
         a, b = _cast_to(a, ct), _cast_to(b, ct)
     return BinOp(op, a, b, dt)
+
+
+def _linear(e: Expr):
+    """e as ({term: coefficient}, constant) when it is a sum of integer terms times constants."""
+    if isinstance(e, Const) and e.dtype.is_int:
+        return {}, e.value
+    if isinstance(e, BinOp) and e.dtype.is_int and e.op in ("+", "-"):
+        la, lb = _linear(e.a), _linear(e.b)
+        if la is None or lb is None:
+            return None
+        sign = 1 if e.op == "+" else -1
+        terms = dict(la[0])
+        for t, c in lb[0].items():
+            terms[t] = terms.get(t, 0) + sign * c
+        return terms, la[1] + sign * lb[1]
+    if isinstance(e, BinOp) and e.dtype.is_int and e.op == "*" and isinstance(e.b, Const):
+        la = _linear(e.a)
+        if la is None:
+            return None
+        return {t: c * e.b.value for t, c in la[0].items()}, la[1] * e.b.value
+    if not e.dtype.is_int:
+        return None
+    return {e: 1}, 0
+
+
+def _linear_diff(a: Expr, b: Expr):
+    """a - b as an int when the two differ by a constant, else None."""
+    la, lb = _linear(a), _linear(b)
+    if la is None or lb is None:
+        return None
+    for t in set(la[0]) | set(lb[0]):
+        if la[0].get(t, 0) != lb[0].get(t, 0):
+            return None
+    return la[1] - lb[1]
 
 
 def _cast_to(e: Expr, dt: DType) -> Expr:

@@ -22,7 +22,11 @@ def expr_str(e: Expr, prec: int = 0) -> str:
             return "True" if e.value else "False"
         if e.dtype.is_int:
             return str(e.value) if e.dtype.name == "int64" else f"T.{e.dtype}({e.value})"
-        text = repr(float(e.value))
+        v = float(e.value)
+        if v != v or v in (float("inf"), float("-inf")):
+            text = ("-" if v < 0 else "") + f'T.infinity("{e.dtype}")' if v == v else f'T.nan("{e.dtype}")'
+            return f"({text})" if text.startswith("-") and prec > 0 else text
+        text = repr(v)
         return text if e.dtype.name == "float32" else f"T.{e.dtype}({text})"
     if isinstance(e, Var):
         return e.name
@@ -30,8 +34,10 @@ def expr_str(e: Expr, prec: int = 0) -> str:
         if e.op in ("min", "max"):
             return f"T.{e.op}({expr_str(e.a)}, {expr_str(e.b)})"
         p = _PREC[e.op]
-        # Left-associative: the right operand needs parentheses at equal precedence.
-        text = f"{expr_str(e.a, p)} {e.op} {expr_str(e.b, p + 1)}"
+        # Left-associative: the right operand needs parentheses at equal precedence; Python
+        # chains comparisons, so a comparison operand of a comparison needs them on both sides.
+        left = p + 1 if p == 4 else p
+        text = f"{expr_str(e.a, left)} {e.op} {expr_str(e.b, p + 1)}"
         return f"({text})" if p < prec else text
     if isinstance(e, UnOp):
         return f"not {expr_str(e.a, 3)}" if e.op == "not" else f"~{expr_str(e.a, 11)}"
@@ -80,10 +86,13 @@ class _Printer:
 
     def s_For(self, s: For, d):
         ann = "".join(f", {k}={v!r}" for k, v in s.annotations)
-        start = "" if isinstance(s.start, Const) and s.start.value == 0 else f"{expr_str(s.start)}, "
+        if isinstance(s.start, Const) and s.start.value == 0:
+            bounds = expr_str(s.extent)
+        else:  # the frontend reads (start, stop)
+            bounds = f"{expr_str(s.start)}, {expr_str(s.start + s.extent)}"
         kind = {"serial": "serial", "parallel": "Parallel", "pipelined": "Pipelined",
                 "unroll": "unroll", "vectorized": "vectorized"}[s.kind]
-        self.emit(d, f"for {s.var.name} in T.{kind}({start}{expr_str(s.extent)}{ann}):")
+        self.emit(d, f"for {s.var.name} in T.{kind}({bounds}{ann}):")
         self.stmt(s.body, d + 1)
 
     def s_If(self, s: If, d):
@@ -144,6 +153,11 @@ def stmt_str(s: Stmt) -> str:
 
 def func_str(f: PrimFunc) -> str:
     p = _Printer()
+    from .functor import free_vars
+    sym = sorted({v for b in f.params if isinstance(b, Buffer) for d in b.shape for v in free_vars(d)}
+                 - set(f.params), key=lambda v: v.name)
+    for v in sym:
+        p.emit(0, f'{v.name} = T.dynamic("{v.name}", "{v.dtype}")')
     params = []
     for x in f.params:
         if isinstance(x, Buffer):

@@ -19,7 +19,7 @@ __all__ = [
     "annotate_layout", "copy", "gemm", "clear", "fill", "reduce_max", "reduce_min", "reduce_sum", "reduce_abssum",
     "reduce_absmax", "Parallel", "Pipelined", "serial", "unroll", "vectorized", "ceildiv",
     "max", "min", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "tanh", "sigmoid",
-    "cast", "if_then_else", "infinity", "dynamic", "symbolic", "GemmWarpPolicy",
+    "cast", "if_then_else", "infinity", "nan", "dynamic", "symbolic", "GemmWarpPolicy",
     "float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
     "uint8", "uint16", "uint32", "uint64", "bool",
 ]
@@ -225,6 +225,11 @@ def if_then_else(cond, t, f):
     if not _is_ir(cond, t, f):
         return t if cond else f
     return ir.select(cond, t, f)
+
+
+def nan(dtype: Any = "float32"):
+    """A quiet NaN of a float dtype."""
+    return ir.const(math.nan, dtype)
 
 
 def infinity(dtype: Any = "float32"):

@@ -45,10 +45,14 @@ def prim_func(fn: Callable) -> ir.PrimFunc:
     ...         for i in T.Parallel(16):
     ...             A[i] = A[i] + 1.0
     """
-    return parse(fn)
+    # With `from __future__ import annotations` the annotations are strings naming the
+    # factory's locals, which are not closure cells unless the body uses them too.
+    frame = inspect.currentframe()
+    caller = frame.f_back.f_locals if frame is not None and frame.f_back is not None else None
+    return parse(fn, dict(caller) if caller else None)
 
 
-def parse(fn: Callable) -> ir.PrimFunc:
+def parse(fn: Callable, caller_locals: Optional[dict] = None) -> ir.PrimFunc:
     try:
         lines, first_line = inspect.getsourcelines(fn)
     except (OSError, TypeError) as e:
@@ -61,7 +65,10 @@ def parse(fn: Callable) -> ir.PrimFunc:
     if not isinstance(fdef, (ast.FunctionDef, ast.AsyncFunctionDef)):
         raise FrontendError(f"@T.prim_func must decorate a function, got {type(fdef).__name__}")
     file = inspect.getsourcefile(fn) or "<unknown>"
-    return Parser(fn, file, first_line - 1, indent).parse_function(fdef)
+    parser = Parser(fn, file, first_line - 1, indent)
+    if caller_locals:
+        parser.annotation_env = caller_locals
+    return parser.parse_function(fdef)
 
 
 class _Scope(dict):
@@ -134,7 +141,7 @@ class Parser:
         for arg in fdef.args.args:
             ann = annotations.get(arg.arg)
             if isinstance(ann, str):
-                ann = self.eval_python(ast.parse(ann, mode="eval").body)
+                ann = self.annotation(arg, ann)
             if isinstance(ann, T.Tensor):
                 value = Buffer(arg.arg, ann.shape, ann.dtype, "global")
             elif isinstance(ann, ir.DType) or isinstance(ann, str):
@@ -148,6 +155,13 @@ class Parser:
         body = self.block(fdef.body)
         func = ir.PrimFunc(fdef.name, tuple(params), body, span=self.span(fdef))
         return ir.verify(func)
+
+    def annotation(self, arg: ast.arg, text: str) -> Any:
+        env = {**self.globals, **getattr(self, "annotation_env", {}), **self.closure}
+        try:
+            return eval(compile(text, self.file, "eval"), env)
+        except Exception as e:
+            raise self.error(arg, f"cannot evaluate the annotation of '{arg.arg}': {e}") from None
 
     # ---- statements ----
 
@@ -237,11 +251,13 @@ class Parser:
         if isinstance(value, _VarDecl):
             self.bind(name, value.var)
             return ir.Decl(value.var, value.init, span=self.span(node))
-        current = None
-        for scope in reversed(self.scopes):
-            if name in scope:
-                current = scope[name]
+        current, depth = None, None
+        for depth in range(len(self.scopes) - 1, -1, -1):
+            if name in self.scopes[depth]:
+                current = self.scopes[depth][name]
                 break
+        else:
+            depth = None
         if isinstance(current, Var) and current in self.mutable:
             if isinstance(value, Buffer):
                 raise self.error(node, f"'{name}' holds a scalar; it cannot become a buffer")
@@ -249,6 +265,15 @@ class Parser:
         if isinstance(current, Var) or (isinstance(current, Buffer) and current.scope == "global"):
             raise self.error(node, f"'{name}' is a kernel parameter and cannot be assigned",
                              hint="copy it into a local variable or buffer first")
+        if isinstance(value, Expr) and isinstance(current, (int, float)) and depth is not None \
+                and depth < len(self.scopes) - 1:
+            # `s = 0.0` outside a loop, `s += x` inside: a Python number cannot carry a run-time
+            # value across iterations, and silently starting a new local each time is wrong.
+            raise self.error(node, f"'{name}' holds the Python number {current!r} from outside this "
+                                   f"loop or branch, so it cannot accumulate a run-time value here",
+                             hint=f"declare it as a run-time variable before the loop: "
+                                  f"{name} = T.alloc_var(\"{value.dtype}\", {current!r}) "
+                                  f"(or {name} = T.{value.dtype}({current!r}))")
         if isinstance(value, Expr):
             var = Var(self.unique(name), value.dtype)
             self.mutable.add(var)

@@ -113,7 +113,10 @@ def _squeeze(extents) -> tuple:
 
 
 def _fit(p, node, buf, starts, other_extents, what) -> tuple:
-    """Extents for a start point: the other side's non-unit extents, right-aligned."""
+    """Extents for a start point: the other side's extents when the ranks agree, else its
+    non-unit extents right-aligned (`T.copy(Q[b, h, i, 0], Q_s)` with a 2-d Q_s)."""
+    if len(other_extents) == buf.ndim:
+        return tuple(other_extents)
     sq = _squeeze(other_extents)
     if len(sq) > buf.ndim:
         raise p.error(node, f"{what}: a {len(sq)}-d tile does not fit in {buf.ndim}-d '{buf.name}'",

@@ -43,7 +43,9 @@ class JITKernel:
 
     # ---- calling ----
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            args = self._merge_kwargs(args, kwargs)
         n_all, n_in = len(self.params), len(self.inputs)
         if len(args) == n_all and self.out_idx:
             self._call(list(args))
@@ -62,6 +64,23 @@ class JITKernel:
             full[i] = o
         self._call(full)
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _merge_kwargs(self, args: tuple, kwargs: dict) -> tuple:
+        names = [p.name for p in (self.params if len(args) + len(kwargs) == len(self.params)
+                                  else self.inputs)]
+        out = list(args) + [None] * (len(names) - len(args))
+        for k, v in kwargs.items():
+            if k not in names:
+                raise TypeError(f"{self.name}: unexpected argument '{k}'; parameters are {', '.join(names)}")
+            pos = names.index(k)
+            if pos < len(args):
+                raise TypeError(f"{self.name}: argument '{k}' given twice")
+            out[pos] = v
+        missing = [n for n, v in zip(names, out) if v is None]
+        if missing:
+            raise TypeError(f"{self.name}: missing argument{'s' if len(missing) > 1 else ''} "
+                            f"{', '.join(repr(m) for m in missing)}")
+        return tuple(out)
 
     def _call(self, full: List[Any]) -> None:
         for i, (p, a) in enumerate(zip(self.params, full)):
