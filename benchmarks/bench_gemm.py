@@ -41,6 +41,9 @@ def shapes(args):
 def median_time(fn, reps):
     import time
     import numpy as np
+    # OpenBLAS's and OpenMP's worker threads spin for a while after a call; timing one library
+    # while the other's threads still spin costs it up to a third. Let them fall asleep first.
+    time.sleep(0.3)
     fn()
     ts = []
     for _ in range(reps):

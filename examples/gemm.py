@@ -35,6 +35,7 @@ def matmul(M, N, K, block_M=64, block_N=64, block_K=32, dtype="float32", relu=Tr
 
 
 def best_time(fn, reps: int = 5) -> float:
+    time.sleep(0.3)  # let the other library's spinning worker threads fall asleep
     fn()  # warm-up: page in, spin up threads
     times = []
     for _ in range(reps):
