@@ -16,6 +16,10 @@ import os
 import subprocess
 import sys
 
+# The example supplies the kernel and the timing rule; it is imported only after main() has
+# set the thread counts, which numpy and OpenMP read when they load.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+
 SQUARE = [256, 512, 1024, 2048, 4096]
 SKINNY = [(4096, 4096, 64), (64, 4096, 4096)]
 
@@ -38,28 +42,14 @@ def shapes(args):
     return out if args.no_skinny else out + SKINNY
 
 
-def median_time(fn, reps):
-    import time
-    import numpy as np
-    # OpenBLAS's and OpenMP's worker threads spin for a while after a call; timing one library
-    # while the other's threads still spin costs it up to a third. Let them fall asleep first.
-    time.sleep(0.3)
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
-
-
 def numpy_gflops(m, n, k, dtype, reps):
     import numpy as np
+    from gemm import best_time
     rng = np.random.default_rng(0)
     dt = "float32" if dtype == "bfloat16" else dtype  # bf16 is compared with numpy fp32
     a = rng.standard_normal((m, k)).astype(dt)
     b = rng.standard_normal((k, n)).astype(dt)
-    return 2.0 * m * n * k / median_time(lambda: a @ b, reps) / 1e9
+    return 2.0 * m * n * k / best_time(lambda: a @ b, reps) / 1e9
 
 
 def skylakex_child(args):
@@ -89,7 +79,7 @@ def main(argv=None):
     import numpy as np
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     import tiledsl
-    from gemm import matmul as example, default_tiles
+    from gemm import best_time, default_tiles, matmul as example
     target = f"cpu -isa={args.isa}" if args.isa else "cpu"
     matmul = tiledsl.jit(out_idx=[-1], target=target)(example.factory)
     skx = {} if args.no_skylakex else skylakex_child(args)
@@ -108,7 +98,7 @@ def main(argv=None):
             ref = a.astype(np.float64) @ b.astype(np.float64)
             err = float(np.abs(c.astype(np.float64) - ref).max() / max(np.abs(ref).max(), 1e-30))
             tol = {"float32": 1e-4, "float64": 1e-10}.get(dtype, 2e-2)
-            ours = 2.0 * m * n * k / median_time(lambda: kernel(a, b), args.reps) / 1e9
+            ours = 2.0 * m * n * k / best_time(lambda: kernel(a, b), args.reps) / 1e9
             theirs = numpy_gflops(m, n, k, dtype, args.reps)
             s = skx.get((dtype, m, n, k))
             skx_txt = f"{s:8.1f} {ours / s:5.2f}x" if s else f"{'-':>8} {'-':>6}"

@@ -35,7 +35,10 @@ def matmul(M, N, K, block_M=64, block_N=64, block_K=32, dtype="float32", relu=Tr
 
 
 def best_time(fn, reps: int = 5) -> float:
-    time.sleep(0.3)  # let the other library's spinning worker threads fall asleep
+    """Median seconds of `reps` runs after one warm-up."""
+    # OpenBLAS's and OpenMP's worker threads spin for a while after a call; timing one library
+    # while the other's threads still spin costs it up to a third. Let them fall asleep first.
+    time.sleep(0.3)
     fn()  # warm-up: page in, spin up threads
     times = []
     for _ in range(reps):

@@ -7,13 +7,13 @@ computed in float, so no compiler extension type is needed.
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, List
 
 from .. import ir
-from ..ir import (Assign, BinOp, Buffer, Call, Cast, Const, Decl, Evaluate, Expr, For, If, Kernel,
-                  Load, PrimFunc, Select, Seq, Stmt, Store, UnOp, Var, BufferPtr)
-from ..ir.analysis import bound
+from ..ir import (Assign, Buffer, BufferPtr, Const, Decl, Evaluate, For, If, Kernel, PrimFunc, Seq,
+                  Stmt, Store, stored_buffers)
+from ..ir.analysis import bound, loop_range
+from .c_expr import CExpr
 from .host import render_host
 from .names import CNames, c_storage_type, c_value_type
 
@@ -55,99 +55,12 @@ static inline void* tdsl_alloc(size_t n) {
 }
 """
 
-_F32_CALLS = {"exp": "expf({0})", "exp2": "exp2f({0})", "log": "logf({0})", "log2": "log2f({0})",
-              "sqrt": "sqrtf({0})", "rsqrt": "(1.0f / sqrtf({0}))", "abs": "fabsf({0})",
-              "tanh": "tanhf({0})", "sin": "sinf({0})", "cos": "cosf({0})", "floor": "floorf({0})",
-              "ceil": "ceilf({0})", "pow": "powf({0}, {1})", "erf": "erff({0})",
-              "sigmoid": "(1.0f / (1.0f + expf(-({0}))))"}
-_F64_CALLS = {k: v.replace("f(", "(").replace("1.0f", "1.0") for k, v in _F32_CALLS.items()}
-
-
-class CpuRenderer:
+class CpuRenderer(CExpr):
     def __init__(self, func: PrimFunc):
+        super().__init__(CNames())
         self.func = func
-        self.names = CNames()
         self.lines: List[str] = []
-        self.ranges: Dict[Var, tuple] = {}
         self.externs: Dict[str, str] = {}
-
-    # ---- expressions ----
-
-    def expr(self, e: Expr) -> str:
-        return getattr(self, "e_" + type(e).__name__)(e)
-
-    def e_Const(self, e: Const) -> str:
-        dt = e.dtype
-        if dt.is_bool:
-            return "true" if e.value else "false"
-        if dt.is_int:
-            v = int(e.value)
-            text = str(v) if -2**31 <= v < 2**31 else f"INT64_C({v})"
-            return text if dt.name in ("int64", "int32") else f"(({c_value_type(dt)}){text})"
-        v = float(e.value)
-        if math.isinf(v):
-            text = "INFINITY" if v > 0 else "(-INFINITY)"
-        elif math.isnan(v):
-            text = "NAN"
-        else:
-            text = repr(v) + ("" if dt.name == "float64" else "f")
-        return text if dt.name != "float64" or not math.isinf(v) else f"((double){text})"
-
-    def e_Var(self, e: Var) -> str:
-        return self.names.var(e)
-
-    def e_Load(self, e: Load) -> str:
-        ref = f"{self.names.buffer(e.buffer)}[{self.expr(e.indices[0])}]"
-        if e.dtype.name == "bfloat16":
-            return f"tdsl_bf2f({ref})"
-        if e.dtype.name == "float16":
-            return f"tdsl_h2f({ref})"
-        return ref
-
-    def e_Cast(self, e: Cast) -> str:
-        v = self.expr(e.value)
-        if e.dtype.name == "bfloat16":
-            return f"tdsl_round_bf16((float)({v}))"
-        if e.dtype.name == "float16":
-            return f"tdsl_round_h((float)({v}))"
-        if e.dtype.is_bool:
-            return f"(({v}) != 0)"
-        return f"(({c_value_type(e.dtype)})({v}))"
-
-    def e_Select(self, e: Select) -> str:
-        return f"({self.expr(e.cond)} ? {self.expr(e.t)} : {self.expr(e.f)})"
-
-    def e_UnOp(self, e: UnOp) -> str:
-        return f"(!{self.expr(e.a)})" if e.op == "not" else f"(~{self.expr(e.a)})"
-
-    def e_Call(self, e: Call) -> str:
-        table = _F64_CALLS if e.dtype.name == "float64" else _F32_CALLS
-        args = [self.expr(a) for a in e.args]
-        if e.op == "abs" and e.dtype.is_int:
-            return f"(({args[0]}) < 0 ? -({args[0]}) : ({args[0]}))"
-        return table[e.op].format(*args)
-
-    def e_BinOp(self, e: BinOp) -> str:
-        a, b = self.expr(e.a), self.expr(e.b)
-        op = e.op
-        if op in ("min", "max"):
-            return f"tdsl_{op}<{c_value_type(e.dtype)}>({a}, {b})"
-        if op == "and":
-            return f"({a} && {b})"
-        if op == "or":
-            return f"({a} || {b})"
-        if op in ("//", "%"):
-            if e.dtype.is_float:
-                return f"floor({a} / {b})" if op == "//" else f"({a} - floor({a} / {b}) * {b})"
-            if self._nonneg(e.a) and self._nonneg(e.b):
-                return f"({a} {'/' if op == '//' else '%'} {b})"
-            fn = "tdsl_floordiv" if op == "//" else "tdsl_floormod"
-            return f"{fn}<{c_value_type(e.dtype)}>({a}, {b})"
-        return f"({a} {op} {b})"
-
-    def _nonneg(self, e: Expr) -> bool:
-        lo, _ = bound(e, self.ranges)
-        return lo is not None and lo >= 0
 
     # ---- statements ----
 
@@ -163,9 +76,7 @@ class CpuRenderer:
 
     def s_For(self, s: For, d):
         v = self.names.var(s.var)
-        lo, hi = bound(s.start, self.ranges)[0], bound(s.extent, self.ranges)[1]
-        start_hi = bound(s.start, self.ranges)[1]
-        self.ranges[s.var] = (lo, None if hi is None or start_hi is None else start_hi + hi - 1)
+        self.ranges[s.var] = loop_range(s.start, s.extent, self.ranges)
         if s.kind == "vectorized":
             self.emit(d, "#pragma omp simd")
         elif s.kind == "unroll":
@@ -225,8 +136,7 @@ class CpuRenderer:
         collapse = f" collapse({len(loops)})" if len(loops) > 1 else ""
         self.emit(d + 1, f"#pragma omp for{collapse} schedule(static)")
         for n, (v, g) in enumerate(loops):
-            hi = bound(g, self.ranges)[1]
-            self.ranges[v] = (0, None if hi is None else hi - 1)
+            self.ranges[v] = loop_range(Const(0), g, self.ranges)
             name = self.names.var(v)
             self.emit(d + 1 + n, f"for (int64_t {name} = 0; {name} < {self.expr(g)}; ++{name}) {{")
         self.stmt(k.body, d + 1 + len(loops))
@@ -248,7 +158,7 @@ def render_cpu(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
     r = CpuRenderer(lowered)
     body_name = f"{symbol}_body"
     params, args = [], []
-    written = _written_buffers(lowered)
+    written = stored_buffers(lowered)
     shape_vars = _shape_vars(original)
     for p in original.params:
         if isinstance(p, Buffer):
@@ -265,12 +175,6 @@ def render_cpu(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
     host = render_host(original, symbol, body_name, r.names, written, shape_vars, device="cpu")
     header = f"// tiledsl: kernel '{symbol}' for the CPU\n"
     return header + PRELUDE + "\n" + body + "\n\n" + host
-
-
-def _written_buffers(func: PrimFunc) -> set:
-    out = set()
-    ir.walk(func.body, lambda n: out.add(n.buffer.name) if isinstance(n, Store) else None)
-    return out
 
 
 def _shape_vars(func: PrimFunc) -> list:

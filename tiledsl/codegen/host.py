@@ -12,6 +12,7 @@ from typing import Iterable, List
 
 from .. import ir
 from ..ir import Buffer, Const, Var
+from .c_expr import CExpr
 from .names import CNames, c_storage_type, c_value_type
 
 __all__ = ["render_host", "HOST_PRELUDE"]
@@ -173,10 +174,7 @@ def _bind_shape(p: Buffer, t: str, bound: dict, names: CNames) -> List[str]:
 def _dim_expr(s, bound: dict, names: CNames) -> str:
     if isinstance(s, Const):
         return str(s.value)
-    from .cpu import CpuRenderer  # the same expression printer the body uses
-    r = CpuRenderer.__new__(CpuRenderer)
-    r.names, r.ranges = names, {}
-    return r.expr(s)
+    return CExpr(names).expr(s)
 
 
 def _shape_label(p: Buffer) -> str:

@@ -12,7 +12,8 @@ from .buffer import Buffer, Region
 from .stmt import (Assign, Copy, Decl, Evaluate, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
                    Seq, Span, Stmt, Store, seq, BufferPtr, ExternCall)
 from .printer import expr_str, func_str, stmt_str
-from .functor import ExprRewriter, StmtRewriter, free_vars, substitute, walk
+from .functor import (ExprRewriter, StmtRewriter, free_vars, replace_buffers, stored_buffers,
+                      substitute, walk)
 from .verifier import verify
 
 __all__ = [
@@ -21,5 +22,5 @@ __all__ = [
     "logical_not", "max_", "min_", "select", "INDEX", "Buffer", "Region", "Stmt", "Seq", "For",
     "If", "Store", "Decl", "Assign", "Evaluate", "Kernel", "Copy", "Gemm", "Fill", "Reduce",
     "PrimFunc", "Span", "seq", "BufferPtr", "ExternCall", "expr_str", "stmt_str", "func_str", "ExprRewriter",
-    "StmtRewriter", "walk", "substitute", "free_vars", "verify",
+    "StmtRewriter", "walk", "substitute", "free_vars", "replace_buffers", "stored_buffers", "verify",
 ]

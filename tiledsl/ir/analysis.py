@@ -59,6 +59,13 @@ def bound(e: Expr, ranges: Mapping[Var, Interval]) -> Interval:
     return UNBOUNDED
 
 
+def loop_range(start: Expr, extent: Expr, ranges: Mapping[Var, Interval]) -> Interval:
+    """The values a loop variable over `[start, start + extent)` can take."""
+    lo, start_hi = bound(start, ranges)
+    ext_hi = bound(extent, ranges)[1]
+    return (lo, None if start_hi is None or ext_hi is None else start_hi + ext_hi - 1)
+
+
 def _add(x, y): return None if x is None or y is None else x + y
 def _sub(x, y): return None if x is None or y is None else x - y
 def _min(x, y): return None if x is None or y is None else min(x, y)

@@ -82,4 +82,25 @@ class Region:
 
     def squeezed(self) -> tuple:
         """Extents with the unit dimensions removed: what two regions must agree on to be copied."""
-        return tuple(e for e in self.extents if not (isinstance(e, Const) and e.value == 1))
+        return tuple(self.extents[d] for d in self.nonunit_dims())
+
+    def nonunit_dims(self) -> list:
+        return [d for d, e in enumerate(self.extents) if not (isinstance(e, Const) and e.value == 1)]
+
+    def matrix_dims(self, rank: int) -> list:
+        """The `rank` innermost non-unit dims; for a tile with unit extents among them (a 1 x N
+        tile), the buffer's last `rank` dims."""
+        dims = self.nonunit_dims()
+        if len(dims) < rank:
+            dims = list(range(self.buffer.ndim - rank, self.buffer.ndim))
+        return dims[len(dims) - rank:]
+
+    def matrix_extents(self, rank: int) -> tuple:
+        return tuple(self.extents[d] for d in self.matrix_dims(rank))
+
+    def index(self, coords) -> tuple:
+        """The full buffer index of `coords`, given over `matrix_dims(len(coords))`."""
+        idx = list(self.starts)
+        for d, c in zip(self.matrix_dims(len(coords)), coords):
+            idx[d] = idx[d] + c
+        return tuple(idx)

@@ -13,7 +13,8 @@ from .buffer import Buffer, Region
 from .expr import BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var, binop, cast, select
 from .stmt import BufferPtr, PrimFunc, Stmt
 
-__all__ = ["ExprRewriter", "StmtRewriter", "walk", "substitute", "free_vars"]
+__all__ = ["ExprRewriter", "StmtRewriter", "walk", "substitute", "free_vars", "replace_buffers",
+           "stored_buffers"]
 
 
 class ExprRewriter:
@@ -161,3 +162,19 @@ def first(node, pred: Callable[[object], bool]) -> Optional[object]:
         if pred(n):
             return n
     return None
+
+
+def replace_buffers(node, fn: Callable[[Buffer], Buffer]):
+    """Rebuild `node` with every buffer reference (allocations included) passed through `fn`."""
+    class _R(StmtRewriter):
+        def buffer(self, b: Buffer) -> Buffer:
+            return fn(b)
+    return _R()(node)
+
+
+def stored_buffers(node) -> set:
+    """Names of the buffers that `node` stores to."""
+    from .stmt import Store
+    out: set = set()
+    walk(node, lambda n: out.add(n.buffer.name) if isinstance(n, Store) else None)
+    return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .buffer import Buffer, Region
 from .expr import BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var
-from .stmt import (Assign, Copy, Decl, Evaluate, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
+from .stmt import (Assign, BufferPtr, Copy, Decl, Evaluate, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
                    Seq, Stmt, Store)
 
 __all__ = ["expr_str", "stmt_str", "func_str"]
@@ -137,7 +137,7 @@ class _Printer:
         self.emit(d, f"T.fill({region_str(s.dst)}, {expr_str(s.value)})")
 
     def s_ExternCall(self, s, d):
-        args = ", ".join(f"T.address_of({a.buffer.name}[{expr_str(a.offset)}])" if hasattr(a, "buffer")
+        args = ", ".join(f"T.address_of({a.buffer.name}[{expr_str(a.offset)}])" if isinstance(a, BufferPtr)
                          else expr_str(a) for a in s.args)
         self.emit(d, f"T.call_extern({s.name!r}, {args})")
 

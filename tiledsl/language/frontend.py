@@ -301,8 +301,9 @@ class Parser:
 
     def stmt_If(self, node: ast.If):
         cond = self.expr(node.test)
-        if not isinstance(cond, Expr):
-            return self.block(node.body if cond else node.orelse) if (node.body if cond else node.orelse) else None
+        if not isinstance(cond, Expr):  # a Python value: the branch is chosen now
+            taken = node.body if cond else node.orelse
+            return self.block(taken) if taken else None
         then = self.in_scope(lambda: self.block(node.body))
         else_ = self.in_scope(lambda: self.block(node.orelse)) if node.orelse else None
         if not cond.dtype.is_bool:
@@ -623,11 +624,10 @@ class Parser:
 
 def _apply_layouts(kernel: ir.Kernel, layouts: dict) -> ir.Kernel:
     """Put annotated layouts on the buffers, wherever they are referenced."""
-    class _A(ir.StmtRewriter):
-        def buffer(self, b: Buffer) -> Buffer:
-            hit = layouts.get(b.name)
-            return b.with_layout(hit[0]) if hit is not None and b.scope != "global" else b
-    return _A().stmt(kernel)
+    def fn(b: Buffer) -> Buffer:
+        hit = layouts.get(b.name)
+        return b.with_layout(hit[0]) if hit is not None and b.scope != "global" else b
+    return ir.replace_buffers(kernel, fn)
 
 
 class _LoopSpec:

@@ -83,8 +83,7 @@ def build_cpu(source: str, name: str, isa_flags: Sequence[str] = ("-march=native
             raise CompileError(f"the C++ compiler rejected the code generated for '{name}' "
                                f"(a bug in tiledsl, please report it):\n{proc.stderr[-4000:]}")
         log.info("compiled %s in %.2f s", name, time.perf_counter() - t0)
-        (Path(tmp) / (lib.name + ".cc")).write_text(source)
-        os.replace(Path(tmp) / (lib.name + ".cc"), folder / (lib.name[:-3] + ".cc"))
+        os.replace(src, lib.with_suffix(".cc"))  # kept beside the library, for reading
         os.replace(obj, lib)
     return lib
 

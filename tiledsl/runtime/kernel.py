@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Sequence
 
+import ml_dtypes
 import numpy as np
 
-from ..ir import Buffer, Const, PrimFunc, Var
+from ..ir import Buffer, Const, PrimFunc, Var, const, free_vars, stored_buffers, substitute
 
 __all__ = ["JITKernel"]
+
+_BF16 = np.dtype(ml_dtypes.bfloat16)
 
 
 class JITKernel:
@@ -37,7 +40,7 @@ class JITKernel:
                                 f"'{func.params[i].name}'; only tensors can be outputs")
         self.params = list(func.params)
         self.inputs = [p for i, p in enumerate(self.params) if i not in self.out_idx]
-        self._written = _written(lowered)
+        self._written = stored_buffers(lowered)
         self._bf16 = any(isinstance(p, Buffer) and p.dtype.name == "bfloat16" for p in self.params)
         self._sym_sources = self._symbol_sources()
 
@@ -95,8 +98,7 @@ class JITKernel:
                              f"DLPack cannot pass read-only memory: pass a writable array, "
                              f"e.g. np.array(x)")
         if self._bf16 or a.dtype.kind == "V":
-            import ml_dtypes
-            if a.dtype == ml_dtypes.bfloat16:
+            if a.dtype == _BF16:
                 if not isinstance(p, Buffer) or p.dtype.name != "bfloat16":
                     want = p.dtype if isinstance(p, (Buffer, Var)) else "a scalar"
                     raise TypeError(f"{self.name}: argument '{p.name}' expects {want}, got bfloat16")
@@ -124,7 +126,6 @@ class JITKernel:
                 dims.append(s.value)
                 continue
             env = {}
-            from ..ir import free_vars, substitute, const
             for v in free_vars(s):
                 if v not in self._sym_sources:
                     raise TypeError(f"{self.name}: cannot allocate output '{p.name}': its size "
@@ -163,10 +164,3 @@ class JITKernel:
     def __repr__(self) -> str:
         sig = ", ".join(p.name for p in self.inputs)
         return f"<JITKernel {self.name}({sig}) target={self.target.kind} lib={self.library}>"
-
-
-def _written(func: PrimFunc) -> set:
-    from ..ir import Store, walk
-    out = set()
-    walk(func.body, lambda n: out.add(n.buffer.name) if isinstance(n, Store) else None)
-    return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .. import ir
 from ..errors import LoweringError
-from ..ir import Buffer, Gemm, StmtRewriter
+from ..ir import Buffer, Gemm
 from ..layout import Layout
 from ..target import Target
 
@@ -48,20 +48,12 @@ def infer_layout(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
     for name, b in on_chip.items():
         decided.setdefault(name, (Layout.identity(b.static_shape), None))
 
-    final = {name: on_chip[name].with_layout(layout) for name, (layout, _) in decided.items()
-             if name in on_chip}
-
-    class _Apply(StmtRewriter):
-        def buffer(self, b: Buffer) -> Buffer:
-            return final.get(b.name, b) if b.scope != "global" else b
-
-    return _Apply()(func)
+    return _with_layouts(func, decided)
 
 
-def _with_layouts(g: Gemm, decided: dict) -> Gemm:
-    """The gemm as its implementation will see it: operands carry the layouts decided so far."""
-    class _A(StmtRewriter):
-        def buffer(self, b: Buffer) -> Buffer:
-            d = decided.get(b.name)
-            return b.with_layout(d[0]) if d is not None and b.layout != d[0] else b
-    return _A().stmt(g)
+def _with_layouts(node, decided: dict):
+    """`node` with each on-chip buffer carrying the layout decided for it so far."""
+    def fn(b: Buffer) -> Buffer:
+        d = decided.get(b.name)
+        return b.with_layout(d[0]) if d is not None and b.scope != "global" and b.layout != d[0] else b
+    return ir.replace_buffers(node, fn)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import ir
 from ..ir import Const, For, Kernel, Load, Store, StmtRewriter
-from ..ir.analysis import bound, provably
+from ..ir.analysis import bound, loop_range, provably
 
 __all__ = ["legalize_memory"]
 
@@ -23,23 +23,16 @@ class _Legalize(StmtRewriter):
     def __init__(self):
         self.ranges: dict = {}
 
-    def _with_range(self, var, lo, extent, fn):
-        hi = bound(extent, self.ranges)[1]
-        lo_b = bound(lo, self.ranges)[0]
-        start_hi = bound(lo, self.ranges)[1]
-        self.ranges[var] = (lo_b, None if hi is None or start_hi is None else start_hi + hi - 1)
-        try:
-            return fn()
-        finally:
-            del self.ranges[var]
-
     def visit_For(self, s: For):
-        return self._with_range(s.var, s.start, s.extent, lambda: self.generic(s))
+        self.ranges[s.var] = loop_range(s.start, s.extent, self.ranges)
+        try:
+            return self.generic(s)
+        finally:
+            del self.ranges[s.var]
 
     def visit_Kernel(self, s: Kernel):
         for v, g in zip(s.block_vars, s.grid):
-            hi = bound(g, self.ranges)[1]
-            self.ranges[v] = (0, None if hi is None else hi - 1)
+            self.ranges[v] = loop_range(ir.const(0), g, self.ranges)
         try:
             return self.generic(s)
         finally:

@@ -11,7 +11,7 @@ from typing import Callable, Dict, Type
 from .. import ir
 from ..ir import Const, Copy, Fill, Gemm, Reduce, StmtRewriter
 from ..target import Target
-from .common import Namer, loop_nest, nonunit_dims
+from .common import Namer, loop_nest
 
 __all__ = ["lower_tile_ops", "register_lowering"]
 
@@ -32,15 +32,16 @@ def lower_tile_ops(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
     class _Lower(StmtRewriter):
         pass
 
+    # A lowering may return other tile ops (a GEMM that clears C returns a Fill): lower those too.
     for node_type, fn in _LOWERINGS.items():
         setattr(_Lower, "visit_" + node_type.__name__,
-                lambda self, s, fn=fn: fn(s, target, namer))
+                lambda self, s, fn=fn: self.stmt(fn(s, target, namer)))
     return _Lower()(func)
 
 
 @register_lowering(Copy)
 def _copy(s: Copy, target: Target, namer: Namer) -> ir.Stmt:
-    sd, dd = nonunit_dims(s.src), nonunit_dims(s.dst)
+    sd, dd = s.src.nonunit_dims(), s.dst.nonunit_dims()
     ref = s.dst if all(isinstance(s.dst.extents[d], Const) for d in dd) else s.src
     extents = [ref.extents[d] for d in (dd if ref is s.dst else sd)]
     vars_ = [namer("i") for _ in extents]

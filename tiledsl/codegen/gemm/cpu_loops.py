@@ -8,33 +8,32 @@ from __future__ import annotations
 from ... import ir
 from ...ir import Gemm
 from ...target import Target
-from ...transform.common import matrix_extents, region_index
 
 
 class CpuLoops:
     name = "cpu.loops"
 
     def lower(self, g: Gemm, target: Target, namer) -> ir.Stmt:
-        m, n = (e.value for e in matrix_extents(g.c, 2))
-        ka = matrix_extents(g.a, 2)
+        m, n = (e.value for e in g.c.matrix_extents(2))
+        ka = g.a.matrix_extents(2)
         k = (ka[0] if g.trans_a else ka[1]).value
         acc_t = g.c.buffer.dtype
         i, j, kk = namer("i"), namer("j"), namer("k")
 
         def a(ii, kx):
-            idx = region_index(g.a, (kx, ii) if g.trans_a else (ii, kx))
+            idx = g.a.index((kx, ii) if g.trans_a else (ii, kx))
             return ir.cast(ir.Load(g.a.buffer, idx, g.a.buffer.dtype), acc_t)
 
         def b(kx, jj):
-            idx = region_index(g.b, (jj, kx) if g.trans_b else (kx, jj))
+            idx = g.b.index((jj, kx) if g.trans_b else (kx, jj))
             return ir.cast(ir.Load(g.b.buffer, idx, g.b.buffer.dtype), acc_t)
 
-        c_idx = region_index(g.c, (i, j))
+        c_idx = g.c.index((i, j))
         c = ir.Load(g.c.buffer, c_idx, acc_t)
         span = g.span
         if not g.trans_b:
             a_val = namer("a", acc_t)
-            update = ir.Store(g.c.buffer, c_idx, c + ir.Var(a_val.name, acc_t) * b(kk, j), span=span)
+            update = ir.Store(g.c.buffer, c_idx, c + a_val * b(kk, j), span=span)
             inner = ir.For(j, ir.const(0), ir.const(n), "vectorized", update, span=span)
             body = ir.seq(ir.Decl(a_val, a(i, kk), span=span), inner)
             nest = ir.For(i, ir.const(0), ir.const(m), "serial",
@@ -48,11 +47,7 @@ class CpuLoops:
             return ir.For(i, ir.const(0), ir.const(m), "serial",
                           ir.For(j, ir.const(0), ir.const(n), "serial", body, span=span), span=span)
         if g.clear_accum:
-            zero = ir.For(i, ir.const(0), ir.const(m), "serial",
-                          ir.For(j, ir.const(0), ir.const(n), "vectorized",
-                                 ir.Store(g.c.buffer, c_idx, ir.const(0, acc_t), span=span), span=span),
-                          span=span)
-            return ir.seq(zero, nest)
+            return ir.seq(ir.Fill(g.c, ir.const(0, acc_t), span=span), nest)
         return nest
 
 

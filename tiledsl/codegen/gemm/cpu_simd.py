@@ -79,7 +79,5 @@ class CpuSimd:
                       ir.For(mi, ir.const(0), ir.const(-(-m // mr)), "serial", call, span=g.span),
                       span=g.span)
         if g.clear_accum:
-            zero = ir.Fill(g.c, ir.const(0, acc), span=g.span)
-            from ...transform.lower_tile_ops import _fill
-            return ir.seq(_fill(zero, t, namer), nest)
+            return ir.seq(ir.Fill(g.c, ir.const(0, acc), span=g.span), nest)
         return nest
