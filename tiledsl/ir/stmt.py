@@ -110,6 +110,7 @@ class Kernel(Stmt):
 
     `allocs` are the block's shared / fragment / local buffers (fresh per block).
     `threads` is the GPU block size; the CPU runs a block on one core.
+    `layout_spans` are (buffer name, Span) of each `T.annotate_layout`, for error messages only.
     """
     grid: tuple
     block_vars: tuple
@@ -117,6 +118,7 @@ class Kernel(Stmt):
     allocs: tuple
     body: Stmt
     span: Optional[Span] = _span()
+    layout_spans: tuple = field(default=(), compare=False, kw_only=True, repr=False)
 
 
 # ---- tile operations: they exist until lower_tile_ops turns them into loops ----

@@ -371,7 +371,8 @@ class Parser:
         finally:
             self.allocs = None
         kernel = ir.Kernel(tuple(ir.convert(g) for g in spec.grid), tuple(block_vars), spec.threads,
-                           allocs, body, span=self.span(node))
+                           allocs, body, span=self.span(node),
+                           layout_spans=tuple((n, sp) for n, (_, sp) in layouts.items()))
         return _apply_layouts(kernel, layouts) if layouts else kernel
 
     # ---- expressions ----
@@ -482,8 +483,17 @@ class Parser:
         result = None
         for op, right_node in zip(node.ops, node.comparators):
             right = self.expr(right_node)
+            if isinstance(op, (ast.Is, ast.IsNot, ast.In, ast.NotIn)) and \
+                    not isinstance(left, Expr) and not isinstance(right, Expr):
+                c = {ast.Is: lambda a, b: a is b, ast.IsNot: lambda a, b: a is not b,
+                     ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}[type(op)](left, right)
+                result = c if result is None else (result and c)
+                left = right
+                continue
             if type(op) not in _PY_CMPS:
-                raise self.error(node, f"'{type(op).__name__}' comparisons are not supported")
+                raise self.error(node, f"'{type(op).__name__}' comparisons are not supported"
+                                       + (" on kernel values; they work on Python values only"
+                                          if isinstance(op, (ast.Is, ast.IsNot, ast.In, ast.NotIn)) else ""))
             c = self.binop(_PY_CMPS[type(op)], left, right, node)
             result = c if result is None else self.binop_logical(result, c)
             left = right

@@ -276,15 +276,16 @@ def _annotate_layout(p, node, args, kwargs):
         if not isinstance(buf, Buffer) or buf.scope == "global":
             raise p.error(node, "T.annotate_layout: keys must be shared / fragment / local buffers",
                           cls=TypeCheckError)
-        if isinstance(layout, Fragment):
-            layout = layout.as_layout()
-        if not isinstance(layout, Layout):
+        if isinstance(layout, Fragment) and buf.scope != "fragment":
+            layout = layout.as_layout()  # a shared tile addressed by (thread, slot)
+        if not isinstance(layout, (Layout, Fragment)):
             raise p.error(node, f"T.annotate_layout: the layout of '{buf.name}' must be a "
-                                f"tiledsl.layout.Layout, got {type(layout).__name__}", cls=TypeCheckError)
+                                f"tiledsl.layout.Layout or Fragment, got {type(layout).__name__}",
+                          cls=TypeCheckError)
         if tuple(layout.shape) != buf.static_shape:
             raise p.error(node, f"T.annotate_layout: layout over {tuple(layout.shape)} does not fit "
                                 f"'{buf.name}' of shape {buf.static_shape}", cls=TypeCheckError)
-        if not layout.is_injective():
+        if isinstance(layout, Layout) and not layout.is_injective():
             raise p.error(node, f"T.annotate_layout: the layout of '{buf.name}' maps two elements "
                                 f"to one place", cls=TypeCheckError)
         prev = p.layouts.get(buf.name)

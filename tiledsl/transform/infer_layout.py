@@ -1,59 +1,164 @@
 """infer_layout: afterwards every shared, fragment and local buffer carries a layout.
 
-Decided in order of authority: the user's `T.annotate_layout` (already on the buffer when
-the frontend made it), then what the GEMM implementation chosen for each `T.gemm` needs of its
-operands (the CPU micro-kernel's packed panels, for instance; `T.copy` into those tiles then
-lowers into the packing loop), and the identity for the rest. A GEMM implementation only
-imposes a layout on a buffer nobody has fixed yet: its predicate refuses operands whose
-layout it cannot read, so the registry falls back to one that can.
+Decided in order of authority:
+
+1. the user's `T.annotate_layout` (already on the buffer when the frontend made it);
+2. what the GEMM implementation chosen for each `T.gemm` needs of its operands (the CPU
+   micro-kernel's K-major B tile; on a GPU the mma accumulator fragment). An implementation
+   whose needs are *soft* (`hard_layouts = False`, the CPU rows) only imposes a layout on a
+   buffer nobody has fixed yet: its predicate refuses operands whose layout it cannot read,
+   so the registry falls back to one that can;
+3. propagation between fragments that are used element by element together: the two sides
+   of a whole-buffer `T.copy`, and the fragments a `T.Parallel` nest indexes by exactly the
+   same loop variables (`D[i, j] = C[i, j] * 2` puts D where C is, thread by thread);
+4. the identity for the rest.
+
+Two hard decisions that disagree (an annotation against a GEMM's fragment, or two
+`Fragment`s meeting through a copy or a parallel loop, which would need data to move between
+threads) are an error naming both lines. Plain `Layout`s on fragments are storage orders:
+two of them may meet, the loop reads each through its own.
+On the CPU a block runs on one core, so a `Fragment` (thread, slot) distribution means nothing
+there: fragment tiles are stored row-major whatever was decided.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 from .. import ir
 from ..errors import LoweringError
 from ..ir import Buffer, Gemm
-from ..layout import Layout
+from ..ir.stmt import Span
+from ..layout import Fragment, Layout
 from ..target import Target
 
 __all__ = ["infer_layout"]
 
 
+@dataclass(frozen=True)
+class _Decision:
+    layout: object          # Layout or Fragment
+    span: Optional[Span]    # the line that decided it
+    why: str                # what that line is, for messages
+    hard: bool              # may not be overridden
+
+
 def infer_layout(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
-    """Give every on-chip buffer a Layout (annotations > GEMM requirements > identity)."""
+    """Give every on-chip buffer a layout; see the module docstring for the order."""
     from ..codegen.gemm import resolve
 
-    decided: dict = {}   # buffer name -> (layout, span that decided it)
-    on_chip: dict = {}
+    decided: Dict[str, _Decision] = {}
+    on_chip: Dict[str, Buffer] = {}
+    gemms: List[Gemm] = []
 
     def visit(node):
         if isinstance(node, ir.Kernel):
+            spans = dict(node.layout_spans)
             for b in node.allocs:
                 on_chip[b.name] = b
                 if b.layout is not None:
-                    decided[b.name] = (b.layout, node.span)
+                    decided[b.name] = _Decision(b.layout, spans.get(b.name, node.span),
+                                                "T.annotate_layout", True)
+        elif isinstance(node, Gemm):
+            gemms.append(node)
     ir.walk(func.body, visit)
 
-    gemms = []
-    ir.walk(func.body, lambda n: gemms.append(n) if isinstance(n, Gemm) else None)
     for g in gemms:
         g = _with_layouts(g, decided)
         impl = resolve(g, target)
+        hard = bool(getattr(impl, "hard_layouts", False))
         wanted = getattr(impl, "layouts", lambda g, t: {})(g, target)
         for name, layout in wanted.items():
-            prev = decided.get(name)
-            if prev is not None and prev[0] != layout:
-                raise LoweringError(f"T.gemm needs '{name}' in layout {layout!r}, but line "
-                                    f"{prev[1].line if prev[1] else '?'} decided {prev[0]!r}", g.span)
-            decided.setdefault(name, (layout, g.span))
-    for name, b in on_chip.items():
-        decided.setdefault(name, (Layout.identity(b.static_shape), None))
+            _decide(decided, name, _Decision(layout, g.span, "T.gemm", hard))
 
+    _propagate(decided, _fragment_links(func.body))
+
+    for name, b in on_chip.items():
+        d = decided.get(name)
+        if d is None or (target.kind == "cpu" and isinstance(d.layout, Fragment)):
+            decided[name] = _Decision(Layout.identity(b.static_shape), None, "default", False)
     return _with_layouts(func, decided)
 
 
-def _with_layouts(node, decided: dict):
+def _line(span: Optional[Span]) -> str:
+    return str(span.line) if span is not None else "?"
+
+
+def _decide(decided: Dict[str, _Decision], name: str, new: _Decision) -> None:
+    prev = decided.get(name)
+    if prev is None:
+        decided[name] = new
+    elif prev.layout != new.layout:
+        raise LoweringError(
+            f"'{name}' needs two different layouts: line {_line(prev.span)} ({prev.why}) gives "
+            f"{prev.layout!r}, line {_line(new.span)} ({new.why}) needs {new.layout!r}", new.span,
+            hint="drop one of the two, or copy between two buffers that each keep their layout")
+
+
+def _propagate(decided: Dict[str, _Decision], links: List[Tuple[str, str, Optional[Span], str]]) -> None:
+    """Spread decisions along the links until nothing changes; meeting hard decisions must agree."""
+    changed = True
+    while changed:
+        changed = False
+        for a, b, span, what in links:
+            for src, dst in ((a, b), (b, a)):
+                s, d = decided.get(src), decided.get(dst)
+                if s is None:
+                    continue
+                if d is None:
+                    decided[dst] = _Decision(s.layout, span, f"{what} with '{src}', whose layout "
+                                             f"line {_line(s.span)} decided", s.hard)
+                    changed = True
+                elif d.layout != s.layout and s.hard and d.hard and \
+                        isinstance(s.layout, Fragment) and isinstance(d.layout, Fragment):
+                    raise LoweringError(
+                        f"{what} uses '{src}' and '{dst}' element by element, but their layouts "
+                        f"disagree: line {_line(s.span)} ({s.why}) decided '{src}', line "
+                        f"{_line(d.span)} ({d.why}) decided '{dst}'", span,
+                        hint="give both the same layout, or move the data through a shared buffer")
+
+
+def _fragment_links(body: ir.Stmt) -> List[Tuple[str, str, Optional[Span], str]]:
+    """(buffer, buffer, span, what) for each pair of fragments used element by element together."""
+    links = []
+
+    def visit(node):
+        if isinstance(node, ir.Copy):
+            s, d = node.src, node.dst
+            if _whole_fragment(s) and _whole_fragment(d) and \
+                    s.buffer.static_shape == d.buffer.static_shape:
+                links.append((s.buffer.name, d.buffer.name, node.span, "T.copy"))
+        elif isinstance(node, ir.For) and node.kind == "parallel":
+            loop_vars = set()
+            f = node
+            while isinstance(f, ir.For) and f.kind == "parallel":
+                loop_vars.add(f.var)
+                f = f.body
+            groups: Dict[tuple, List[Buffer]] = {}
+
+            def access(n):
+                if isinstance(n, (ir.Load, ir.Store)) and n.buffer.scope == "fragment" and \
+                        all(isinstance(i, ir.Var) and i in loop_vars for i in n.indices):
+                    groups.setdefault(tuple(n.indices), []).append(n.buffer)
+            ir.walk(node.body, access)
+            for bufs in groups.values():
+                names = list(dict.fromkeys(b.name for b in bufs))
+                links.extend((x, y, node.span, "the T.Parallel loop")
+                             for x, y in zip(names, names[1:]))
+    ir.walk(body, visit)
+    return links
+
+
+def _whole_fragment(r: ir.Region) -> bool:
+    b = r.buffer
+    return b.scope == "fragment" and all(
+        isinstance(s, ir.Const) and s.value == 0 for s in r.starts) and tuple(
+        e.value if isinstance(e, ir.Const) else None for e in r.extents) == b.static_shape
+
+
+def _with_layouts(node, decided: Dict[str, _Decision]):
     """`node` with each on-chip buffer carrying the layout decided for it so far."""
     def fn(b: Buffer) -> Buffer:
         d = decided.get(b.name)
-        return b.with_layout(d[0]) if d is not None and b.scope != "global" and b.layout != d[0] else b
+        return b.with_layout(d.layout) if d is not None and b.scope != "global" and b.layout != d.layout else b
     return ir.replace_buffers(node, fn)
