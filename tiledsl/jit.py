@@ -14,36 +14,30 @@ import functools
 import inspect
 import re
 import threading
+import time
 from typing import Any, Callable, Dict, Optional, Sequence
 
-import tvm_ffi
-
-from . import ir, transform
-from .codegen.cpu import render_cpu
-from .runtime.build import build_cpu
+from . import ir
+from .runtime.cpp import compile_cpp
 from .runtime.kernel import JITKernel
-from .target import Target, cpu_isa_flags
+from .runtime.report import CompileReport
+from .target import Target
 
 __all__ = ["jit", "compile", "JITFactory"]
 
 
 def compile(func: ir.PrimFunc, out_idx: Optional[Sequence[int]] = None, target: Any = "cpu",
-            name: Optional[str] = None) -> JITKernel:
-    """Lower, render, build and load `func`; `name` is the exported symbol's suffix."""
+            name: Optional[str] = None, report: Optional[CompileReport] = None) -> JITKernel:
+    """Lower, render, build and load `func`, or load it from the disk cache (keyed by its IR);
+    `name` is the exported symbol's suffix; `report` collects stage timings for the log."""
     if not isinstance(func, ir.PrimFunc):
         raise TypeError(f"tiledsl.compile expects a PrimFunc (from @T.prim_func), got {type(func).__name__}")
     tgt = Target.parse("cpu" if target in (None, "auto") else target)
     symbol = _symbol(name or func.name)
     func = ir.PrimFunc(symbol, func.params, func.body, func.attrs, span=func.span)
-    lowered = transform.run(func, tgt)
     if tgt.kind != "cpu":
         raise ValueError(f"target {tgt.kind!r} is not available yet")
-    source = render_cpu(lowered, func, symbol)
-    lib = build_cpu(source, symbol, cpu_isa_flags(tgt), machine=f"{tgt.arch} {' '.join(tgt.features)}")
-    module = tvm_ffi.load_module(str(lib))
-    kernel = JITKernel(func, lowered, source, str(lib), module[symbol], out_idx or (), tgt)
-    kernel._module = module  # the library stays loaded as long as the kernel lives
-    return kernel
+    return compile_cpp(func, tgt, out_idx or (), report or CompileReport(symbol))
 
 
 def _symbol(name: str) -> str:
@@ -85,11 +79,15 @@ class JITFactory:
             kernel = self._kernels.get(key)
         if kernel is not None:
             return kernel
+        t0 = time.perf_counter()
         func = self.factory(*bound.args, **bound.kwargs)
         if not isinstance(func, ir.PrimFunc):
             raise TypeError(f"{self.factory.__name__}: a @tiledsl.jit factory must return the "
                             f"@T.prim_func it defines, got {type(func).__name__}")
-        kernel = compile(func, self.out_idx, self.target, name=self.factory.__name__)
+        report = CompileReport(self.factory.__name__, bound.arguments, time.perf_counter() - t0,
+                               previous=[k.spec_args for k in self._kernels.values()])
+        kernel = compile(func, self.out_idx, self.target, name=self.factory.__name__, report=report)
+        kernel.spec_args = dict(bound.arguments)
         with self._lock:
             self._kernels[key] = kernel
         return kernel

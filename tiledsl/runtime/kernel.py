@@ -7,7 +7,10 @@ which DLPack cannot export.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+import os
+import shutil
+import uuid
+from typing import Any, Callable, List, Optional, Sequence
 
 import ml_dtypes
 import numpy as np
@@ -23,15 +26,24 @@ class JITKernel:
     """Call with the kernel's inputs (outputs listed in `out_idx` are allocated and returned),
     or with every argument including outputs (nothing is allocated, None is returned)."""
 
-    def __init__(self, func: PrimFunc, lowered: PrimFunc, source: str, library: str, fn: Any,
-                 out_idx: Sequence[int], target: Any):
+    def __init__(self, func: PrimFunc, lowered: Any, source: Any, library: Optional[str], fn: Any,
+                 out_idx: Sequence[int], target: Any, *, written: Optional[Sequence[str]] = None,
+                 cache_key: Optional[str] = None, exporter: Optional[Callable[[str], None]] = None):
+        """`lowered` and `source` are values or zero-argument callables computing them on first use
+        (a kernel loaded from the disk cache was never lowered here). `library` is the shared
+        library's path, None for a backend that runs in process; such a backend passes
+        `exporter(path)` to make `export_library` work. `written` names the tensors the kernel
+        stores to (default: read from `lowered`)."""
         self.func = func
-        self.lowered = lowered
-        self.source = source
+        self._lowered = lowered
+        self._source = source
         self.library = library
         self.target = target
         self.name = func.name
+        self.cache_key = cache_key
+        self.spec_args: Optional[dict] = None  # the factory arguments this kernel was made for
         self._fn = fn
+        self._exporter = exporter
         n = len(func.params)
         self.out_idx = sorted({i % n for i in out_idx})
         for i in self.out_idx:
@@ -40,9 +52,21 @@ class JITKernel:
                                 f"'{func.params[i].name}'; only tensors can be outputs")
         self.params = list(func.params)
         self.inputs = [p for i, p in enumerate(self.params) if i not in self.out_idx]
-        self._written = stored_buffers(lowered)
+        self._written = set(written) if written is not None else stored_buffers(self.lowered)
         self._bf16 = any(isinstance(p, Buffer) and p.dtype.name == "bfloat16" for p in self.params)
         self._sym_sources = self._symbol_sources()
+
+    @property
+    def lowered(self) -> PrimFunc:
+        if callable(self._lowered):
+            self._lowered = self._lowered()
+        return self._lowered
+
+    @property
+    def source(self) -> str:
+        if callable(self._source):
+            self._source = self._source()
+        return self._source
 
     # ---- calling ----
 
@@ -151,6 +175,52 @@ class JITKernel:
                 with cupy.cuda.Device(a.device.id):
                     return cupy.empty(shape, dtype=p.dtype.numpy)
         return np.empty(shape, dtype=p.dtype.numpy)
+
+    # ---- benchmarking and export ----
+
+    def full_args(self, args: Sequence[Any]) -> List[Any]:
+        """All the kernel's arguments: `args` when it has them all, else the inputs followed, at
+        their `out_idx` places, by freshly allocated outputs."""
+        if len(args) == len(self.params):
+            return list(args)
+        if len(args) != len(self.inputs):
+            names = ", ".join(p.name for p in self.inputs)
+            raise TypeError(f"{self.name}: expects {len(self.inputs)} inputs ({names}) or all "
+                            f"{len(self.params)} arguments, got {len(args)}")
+        full: List[Any] = []
+        it = iter(args)
+        for i, p in enumerate(self.params):
+            full.append(self._allocate(p, args) if i in self.out_idx else next(it))
+        return full
+
+    def bench(self, *args: Any, warmup: int = 3, rep: int = 20, flush: bool = True,
+              timeout: Optional[float] = None) -> Any:
+        """Time the kernel on `args` (see `tiledsl.bench`): median / min / max in ms.
+
+        Given only the inputs, outputs are allocated once, outside the timed calls."""
+        from ..profiler import bench
+        return bench(self, *self.full_args(args), warmup=warmup, rep=rep, flush=flush, timeout=timeout)
+
+    def export_library(self, path: "str | os.PathLike") -> str:
+        """Write the kernel as one shared library at `path` and return the path.
+
+        `tvm_ffi.load_module(path)[kernel.name]` calls it, with the same argument checks, in a
+        process that never imports tiledsl; C++ loads it with `tvm::ffi::Module::LoadFromFile`.
+        It links to the libtvm_ffi of this environment's apache-tvm-ffi."""
+        path = os.fspath(path)
+        if self._exporter is not None:
+            self._exporter(path)
+            return path
+        if self.library is None:
+            raise NotImplementedError(f"{self.name}: the {self.target.kind} backend runs this kernel in "
+                                      f"process and cannot export a library")
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        # Copy then rename: a process that has the old file at `path` loaded keeps its mapping.
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}")
+        shutil.copyfile(self.library, tmp)
+        os.replace(tmp, path)
+        return path
 
     # ---- inspection ----
 

@@ -1,0 +1,307 @@
+"""The content-addressed disk cache: built kernels (and anything else a backend builds).
+
+An entry is a directory named by its key, the SHA-256 of the canonical JSON of its key fields:
+
+    <root>/kernels/<kind>/<key[:2]>/<key>/
+        manifest.json     {"format", "kind", "key", "fields", "files": {name: {"sha256", "size"}}, "meta"}
+        ...               whatever the build wrote (for "cpp": the .so and its .cc)
+
+A backend describes what determines its binary as `fields` (a JSON-able dict: IR text, compiler
+and version, flags, target, versions) and hands over a `build` callable that writes the entry's
+files into an empty temporary directory and returns `meta` (a JSON-able dict: which file is the
+library, the exported symbol, anything the loader needs)::
+
+    from tiledsl.runtime import cache
+
+    def build(tmp: Path) -> dict:
+        (tmp / "k.cu").write_text(src)
+        run_nvcc(tmp / "k.cu", tmp / "k.so")
+        return {"library": "k.so"}
+
+    entry = cache.lookup_or_build("cuda", fields, build)
+    tvm_ffi.load_module(str(entry.file(entry.meta["library"])))
+
+`lookup_or_build` returns a verified `Entry` (every file's size and hash match the manifest).
+The build runs in `<kind>/.tmp/`, the manifest is written last, and the directory is renamed
+into place, so a reader sees a whole entry or none. A per-key lock file makes concurrent
+processes wait for one build instead of repeating it (after `LOCK_WAIT_S` they build anyway:
+the rename protocol alone is safe). An entry that fails verification is reported (a WARNING on
+the "tiledsl" logger), moved aside and rebuilt; it is never loaded.
+
+Library file names must carry the key (a library rebuilt at a path that a process already
+dlopen-ed would run the old code there); `library_name(symbol, key)` does it.
+
+Environment: `TILEDSL_CACHE_DIR` (default `$XDG_CACHE_HOME/tiledsl`, else `~/.cache/tiledsl`);
+`TILEDSL_CACHE=0` turns the disk cache off: entries then live in a private temporary directory
+removed at exit, so nothing is read from or left behind in a shared place.
+"""
+from __future__ import annotations
+
+import atexit
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, Optional
+
+__all__ = ["Entry", "root", "enabled", "make_key", "lookup", "lookup_or_build", "clear",
+           "library_name", "write_json_atomic", "CacheError", "LOCK_WAIT_S"]
+
+log = logging.getLogger("tiledsl.cache")
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+LOCK_WAIT_S = 300.0
+_PRIVATE: Dict[str, Path] = {}  # the TILEDSL_CACHE=0 directory; forked workers share it
+
+
+class CacheError(RuntimeError):
+    """An entry could not be written (disk full, permissions, a build that wrote nothing)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A verified cache entry. `built` says whether this call built it (False: found on disk)."""
+
+    kind: str
+    key: str
+    path: Path
+    fields: dict
+    meta: dict
+    files: dict = field(repr=False)
+    built: bool = False
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+def enabled() -> bool:
+    """False when `TILEDSL_CACHE` is 0 / off / false / no."""
+    return os.environ.get("TILEDSL_CACHE", "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+def root() -> Path:
+    """The cache's root directory (see the module docstring)."""
+    if not enabled():
+        if "dir" not in _PRIVATE:
+            _PRIVATE["dir"] = Path(tempfile.mkdtemp(prefix="tiledsl-nocache-"))
+            atexit.register(shutil.rmtree, _PRIVATE["dir"], True)
+        return _PRIVATE["dir"]
+    env = os.environ.get("TILEDSL_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tiledsl"
+
+
+def make_key(kind: str, fields: dict) -> str:
+    """SHA-256 (hex) of the kind and the canonical JSON of `fields`."""
+    text = json.dumps({"kind": kind, "fields": fields}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def library_name(symbol: str, key: str, suffix: str = ".so") -> str:
+    """A library file name that carries the entry's key."""
+    return f"{symbol}_{key[:24]}{suffix}"
+
+
+def _entry_dir(kind: str, key: str) -> Path:
+    return root() / "kernels" / kind / key[:2] / key
+
+
+def lookup(kind: str, fields: dict) -> Optional[Entry]:
+    """The verified entry for `fields`, or None. A corrupt entry is reported and removed."""
+    key = make_key(kind, fields)
+    entry, problem = _read(kind, key, _entry_dir(kind, key))
+    if problem:
+        _report_and_discard(kind, key, problem)
+    return entry
+
+
+def lookup_or_build(kind: str, fields: dict, build: Callable[[Path], dict]) -> Entry:
+    """The verified entry for `fields`; built with `build(tmp_dir) -> meta` when missing or corrupt."""
+    entry = lookup(kind, fields)
+    if entry is not None:
+        return entry
+    key = make_key(kind, fields)
+    with _lock(kind, key):
+        entry = lookup(kind, fields)  # another process may have built it while we waited
+        if entry is not None:
+            return entry
+        return _build(kind, key, fields, build)
+
+
+def clear(what: str = "all") -> None:
+    """Remove cached kernels ("kernels"), autotuning results ("autotune") or both ("all").
+
+    Kernels already loaded in a process keep working (their files stay mapped)."""
+    if what not in ("all", "kernels", "autotune"):
+        raise ValueError(f"tiledsl.cache.clear: what must be 'all', 'kernels' or 'autotune', got {what!r}")
+    base = root()
+    names = {"all": ("kernels", "autotune", "locks", "probes", "lib"), "kernels": ("kernels", "locks", "lib"),
+             "autotune": ("autotune",)}[what]
+    for name in names:
+        _remove_tree(base / name)
+    log.info("cleared the %s cache under %s", what if what != "all" else "whole", base)
+
+
+# ---- reading and verifying ----
+
+def _read(kind: str, key: str, path: Path):
+    """(entry, None) when whole and verified, (None, reason) when corrupt, (None, None) when absent."""
+    try:
+        text = (path / MANIFEST).read_text()
+    except FileNotFoundError:
+        return None, ("it has no manifest (a partial entry)" if path.exists() else None)
+    except OSError as e:
+        return None, f"its manifest cannot be read ({e})"
+    try:
+        m = json.loads(text)
+        ok = m["format"] == FORMAT and m["kind"] == kind and m["key"] == key
+        files, meta, fields = dict(m["files"]), dict(m["meta"]), dict(m["fields"])
+    except (ValueError, KeyError, TypeError):
+        return None, "its manifest is not valid JSON of this format"
+    if not ok:
+        return None, "its manifest names another key or format"
+    for name, want in files.items():
+        problem = _check_file(path / name, want)
+        if problem:
+            return None, f"{name} {problem}"
+    return Entry(kind, key, path, fields, meta, files), None
+
+
+def _check_file(p: Path, want: dict) -> Optional[str]:
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        return "is missing"
+    except OSError as e:
+        return f"cannot be read ({e})"
+    if len(data) != want.get("size"):
+        return f"has {len(data)} bytes, the manifest says {want.get('size')} (truncated?)"
+    if hashlib.sha256(data).hexdigest() != want.get("sha256"):
+        return "does not match its hash in the manifest"
+    return None
+
+
+def _report_and_discard(kind: str, key: str, problem: str) -> None:
+    log.warning("cache entry %s/%s is corrupt: %s; it is discarded and rebuilt", kind, key[:16], problem)
+    _move_aside(kind, _entry_dir(kind, key))
+
+
+def _move_aside(kind: str, path: Path) -> None:
+    trash = root() / "kernels" / kind / ".trash"
+    trash.mkdir(parents=True, exist_ok=True)
+    target = trash / f"{path.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:
+        return  # another process moved it first
+    _remove_tree(target)
+
+
+# ---- building ----
+
+def _build(kind: str, key: str, fields: dict, build: Callable[[Path], dict]) -> Entry:
+    tmp_root = root() / "kernels" / kind / ".tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=f"{key[:16]}-{os.getpid()}-"))
+    try:
+        meta = build(tmp)
+        if not isinstance(meta, dict):
+            raise CacheError(f"cache build for {kind} returned {type(meta).__name__}, expected a dict (meta)")
+        files = {p.name: _describe(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        if not files:
+            raise CacheError(f"cache build for {kind} wrote no files")
+        manifest = {"format": FORMAT, "kind": kind, "key": key, "fields": fields, "files": files,
+                    "meta": meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        _write_json(tmp / MANIFEST, manifest)
+        return _publish(kind, key, tmp, Entry(kind, key, _entry_dir(kind, key), fields, meta, files, True))
+    finally:
+        _remove_tree(tmp)
+
+
+def _publish(kind: str, key: str, tmp: Path, entry: Entry) -> Entry:
+    final = entry.path
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(5):
+        try:
+            os.rename(tmp, final)
+            return entry
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise CacheError(f"cannot write the cache entry {final}: {e}") from e
+        theirs, problem = _read(kind, key, final)  # a process that did not wait for the lock won
+        if theirs is not None:
+            return theirs
+        if problem:
+            _report_and_discard(kind, key, problem)
+    raise CacheError(f"cannot place the cache entry {final}: it keeps being replaced")
+
+
+def _describe(p: Path) -> dict:
+    data = p.read_bytes()
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write JSON so that readers see the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _lock(kind: str, key: str) -> Iterator[None]:
+    """Hold the per-key build lock, or give up waiting after LOCK_WAIT_S and go on without it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: concurrent builds just repeat the work
+        yield
+        return
+    folder = root() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    # Lock files are never deleted: unlinking one that another process is about to lock races.
+    fd = os.open(folder / f"{kind}-{key[:32]}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        held = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    log.warning("waited %.0f s for another process building %s/%s; building here too",
+                                LOCK_WAIT_S, kind, key[:16])
+                    break
+                time.sleep(0.02)
+        try:
+            yield
+        finally:
+            if held:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write a small JSON file atomically (used by the autotuner's result store)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_json(path, obj)

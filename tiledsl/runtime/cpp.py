@@ -1,0 +1,112 @@
+"""The C++ backend: specialised tile IR -> cached shared library -> `JITKernel`.
+
+The disk key is computed before any lowering, from the printed specialised IR and everything
+else that shapes the binary (`key_fields`), so a kernel found on disk skips the passes, the
+code generator and the compiler: a fresh process gets it in milliseconds. Lowering (for
+`kernel.get_ir(lowered=True)`) then happens only when asked for.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+from typing import Optional, Sequence
+
+import tvm_ffi
+import tvm_ffi.libinfo as libinfo
+
+from .. import ir
+from ..target import Target, cpu_isa_flags
+from . import cache
+from .build import compile_shared, compiler_info, cpu_flags
+from .kernel import JITKernel
+from .report import CompileReport
+
+__all__ = ["compile_cpp", "key_fields", "tiledsl_fingerprint", "tvm_ffi_version", "KIND"]
+
+KIND = "cpp"
+
+
+@functools.lru_cache(maxsize=None)
+def tiledsl_fingerprint() -> str:
+    """tiledsl's version and a hash of its own source files.
+
+    The version alone would keep serving binaries built by an older code generator to anyone
+    who edits or upgrades tiledsl without bumping it; hashing the ~50 files costs ~2 ms."""
+    from .. import __version__
+    pkg = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for p in sorted(pkg.rglob("*")):
+        if p.suffix in (".py", ".h", ".cc", ".cu") and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(pkg)).encode() + b"\0" + p.read_bytes() + b"\0")
+    return f"{__version__}+{h.hexdigest()[:16]}"
+
+
+@functools.lru_cache(maxsize=None)
+def tvm_ffi_version() -> str:
+    """The tvm-ffi version and the directory its library is linked from (the libraries' rpath)."""
+    return f"{tvm_ffi.__version__} {os.path.dirname(libinfo.find_libtvm_ffi())}"
+
+
+def key_fields(func: ir.PrimFunc, target: Target) -> dict:
+    """Everything that determines the library built for `func` (already named as its symbol)."""
+    cxx, version = compiler_info()
+    return {
+        "ir": func.script(),
+        "target": {"kind": target.kind, "arch": target.arch, "features": list(target.features),
+                   "isa": target.isa},
+        "compiler": [cxx, version],
+        "flags": cpu_flags(cpu_isa_flags(target)),
+        "tiledsl": tiledsl_fingerprint(),
+        "tvm_ffi": tvm_ffi_version(),
+    }
+
+
+def compile_cpp(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = (),
+                report: Optional[CompileReport] = None) -> JITKernel:
+    """Build (or load from the disk cache) `func`, whose name is the exported symbol."""
+    report = report or CompileReport(func.name)
+    symbol = func.name
+    fields = key_fields(func, target)
+    key = cache.make_key(KIND, fields)
+
+    def build(tmp: Path) -> dict:
+        # Imported here: a process that only loads kernels from disk never needs the compiler.
+        from .. import transform
+        from ..codegen.cpu import render_cpu
+        with report.stage("passes"):
+            lowered = transform.run(func, target)
+        with report.stage("codegen"):
+            source = render_cpu(lowered, func, symbol)
+        lib = cache.library_name(symbol, key)
+        (tmp / f"{symbol}.cc").write_text(source)
+        with report.stage("c++"):
+            compile_shared(tmp / f"{symbol}.cc", tmp / lib, fields["flags"], symbol)
+        return {"library": lib, "source": f"{symbol}.cc", "symbol": symbol,
+                "written": sorted(ir.stored_buffers(lowered))}
+
+    try:
+        with report.stage("cache"):
+            entry = cache.lookup_or_build(KIND, fields, build)
+    except Exception as e:
+        e.tiledsl_cache_key = key  # lets the autotuner remember a deterministic failure
+        raise
+    with report.stage("load"):
+        module = tvm_ffi.load_module(str(entry.file(entry.meta["library"])))
+        fn = module[symbol]
+    if entry.built:
+        for stage in ("passes", "codegen", "c++"):  # "cache" was their sum plus the bookkeeping
+            report.stages["cache"] -= report.stages.get(stage, 0.0)
+    report.log("compiled" if entry.built else "loaded", target, key)
+    source_file = entry.file(entry.meta["source"])
+    kernel = JITKernel(func, lambda: _lower(func, target), source_file.read_text,
+                       str(entry.file(entry.meta["library"])), fn, out_idx, target,
+                       written=entry.meta["written"], cache_key=key)
+    kernel._module = module  # the library stays loaded as long as the kernel lives
+    return kernel
+
+
+def _lower(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
+    from .. import transform
+    return transform.run(func, target)
