@@ -9,7 +9,7 @@ import tiledsl.language as T
 from tiledsl.ir import Kernel, walk
 from tiledsl.layout import Fragment, Layout, mma_m16n8k16_c, swizzle_128b
 from tiledsl.target import Target
-from tiledsl.transform.infer_layout import infer_layout
+from tiledsl.transform.infer_layout import infer_layout, strided_fragment
 
 MMA_C = mma_m16n8k16_c()
 ROWS = Fragment((16, 8), lambda i, j: i * 2 + j // 4, lambda i, j: j % 4)  # another 32-thread split
@@ -54,9 +54,34 @@ def test_propagation_runs_backwards_too():
     assert got["C"] == ROWS and got["D"] == ROWS
 
 
-def test_no_decision_means_identity():
-    got = _layouts(_chain())
+def test_no_decision_means_identity_on_cpu_and_strided_threads_on_gpu():
+    got = _layouts(_chain(), Target.parse("cpu"))
     assert all(v == Layout.identity((16, 8)) for v in got.values())
+    got = _layouts(_chain())
+    assert all(v == strided_fragment((16, 8), 128) for v in got.values())
+    f = got["C"]
+    assert f.num_threads == 128 and f.thread(1, 2) == 10 and f.index(15, 7) == 0
+
+
+def test_strided_fragment_is_a_bijection_for_any_size():
+    for shape in [(97,), (10, 10), (3, 5, 7), (256, 4)]:
+        f = strided_fragment(shape, 128)
+        assert f.is_bijective() and f.num_threads <= 128
+
+
+def test_row_operand_of_a_wider_loop_is_replicated_on_gpu():
+    @T.prim_func
+    def main(A: T.Tensor((16, 8), "float32"), B: T.Tensor((16, 8), "float32")):
+        with T.Kernel(1, threads=64) as bx:
+            C = T.alloc_fragment((16, 8), "float32")
+            m = T.alloc_fragment((16,), "float32")
+            T.copy(A, C)
+            T.reduce_max(C, m, dim=1)
+            for i, j in T.Parallel(16, 8):
+                C[i, j] = C[i, j] - m[i]
+            T.copy(C, B)
+    got = _layouts(main)
+    assert got["m"].replicate == 64 and got["m"].thread(3, rep=5) == 5 and got["m"].index(3) == 3
 
 
 def test_partial_index_does_not_link():
@@ -74,7 +99,7 @@ def test_partial_index_does_not_link():
                 D[i, j] = C[j, i]
             T.copy(D, B)
     got = _layouts(main)
-    assert got["D"] == Layout.identity((16, 16))
+    assert got["D"] == strided_fragment((16, 16), 128) != got["C"]
 
 
 def test_conflicting_fragments_name_both_lines():

@@ -35,6 +35,10 @@ def compile(func: ir.PrimFunc, out_idx: Optional[Sequence[int]] = None, target: 
     tgt = Target.parse("cpu" if target in (None, "auto") else target)
     symbol = _symbol(name or func.name)
     func = ir.PrimFunc(symbol, func.params, func.body, func.attrs, span=func.span)
+    if tgt.kind == "cuda":
+        from .runtime.cuda import compile_cuda
+        return compile_cuda(func, tgt, out_idx or (), report or CompileReport(symbol),
+                            emulate=tgt.has("emulate"))
     if tgt.kind != "cpu":
         raise ValueError(f"target {tgt.kind!r} is not available yet")
     return compile_cpp(func, tgt, out_idx or (), report or CompileReport(symbol))

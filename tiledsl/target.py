@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -23,7 +24,8 @@ class Target:
 
     @staticmethod
     def parse(spec: "str | Target | None") -> "Target":
-        """`"cpu"` (the host), `"cpu -isa=avx2"`, `"interp"`, `"cuda"`."""
+        """`"cpu"` (the host), `"cpu -isa=avx2"`, `"interp"`, `"cuda"`, `"cuda -arch=sm_80"`,
+        `"cuda -emulate"` (the CUDA code run on the CPU, for tests)."""
         if isinstance(spec, Target):
             return spec
         spec = (spec or "cpu").strip()
@@ -41,7 +43,42 @@ class Target:
             return host
         if kind == "interp":
             return Target("interp")
-        raise ValueError(f"unknown target {spec!r}; expected 'cpu' or 'interp'")
+        if kind == "cuda":
+            arch, feats = "", ()
+            for opt in rest.split():
+                key, _, value = opt.lstrip("-").partition("=")
+                if key == "emulate" and not value:
+                    feats = ("emulate",)  # run the CUDA code on the CPU (tests; see runtime/cuda.py)
+                elif key == "arch" and value.startswith("sm_"):
+                    arch = value
+                else:
+                    raise ValueError(f"unknown CUDA target option {opt!r}; use -arch=sm_90a or -emulate")
+            return Target("cuda", arch or cuda_arch(), feats)
+        raise ValueError(f"unknown target {spec!r}; expected 'cpu', 'cuda' or 'interp'")
+
+
+def cuda_arch() -> str:
+    """`$TILEDSL_CUDA_ARCH`, else the first GPU's (from nvidia-smi), else sm_90a."""
+    env = os.environ.get("TILEDSL_CUDA_ARCH")
+    return env if env else _gpu_arch() or "sm_90a"
+
+
+@functools.lru_cache(maxsize=None)
+def _gpu_arch() -> str:
+    import shutil
+    import subprocess
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return ""
+    try:
+        out = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if not out or "." not in out[0]:
+        return ""
+    major, minor = out[0].split(".")[:2]
+    return f"sm_{major}{minor}" + ("a" if major == "9" and minor == "0" else "")
 
 
 @functools.lru_cache(maxsize=None)

@@ -56,6 +56,8 @@ static inline void* tdsl_alloc(size_t n) {
 """
 
 class CpuRenderer(CExpr):
+    PRAGMAS = {"vectorized": "#pragma omp simd", "unroll": "#pragma GCC unroll 16"}
+
     def __init__(self, func: PrimFunc):
         super().__init__(CNames())
         self.func = func
@@ -77,10 +79,8 @@ class CpuRenderer(CExpr):
     def s_For(self, s: For, d):
         v = self.names.var(s.var)
         self.ranges[s.var] = loop_range(s.start, s.extent, self.ranges)
-        if s.kind == "vectorized":
-            self.emit(d, "#pragma omp simd")
-        elif s.kind == "unroll":
-            self.emit(d, "#pragma GCC unroll 16")
+        if s.kind in self.PRAGMAS:
+            self.emit(d, self.PRAGMAS[s.kind])
         start = self.expr(s.start)
         end = self.expr(s.extent) if isinstance(s.start, Const) and s.start.value == 0 \
             else f"{start} + {self.expr(s.extent)}"

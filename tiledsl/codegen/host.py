@@ -113,12 +113,15 @@ _INT_RANGE = {"int8": (-2**7, 2**7 - 1), "int16": (-2**15, 2**15 - 1), "int32": 
 
 
 def render_host(func: ir.PrimFunc, symbol: str, body_name: str, names: CNames, written: Iterable[str],
-                shape_vars: List[Var], device: str) -> str:
-    """The exported entry point: check the arguments, bind symbolic sizes, call the body."""
+                shape_vars: List[Var], device: str, launcher: bool = False, prelude: bool = True) -> str:
+    """The exported entry point: check the arguments, bind symbolic sizes, call the body.
+
+    With `launcher`, the body is a GPU launcher: it gets the tensors' device id first (all
+    tensors must share it) and returns nonzero after raising an error."""
     k = f'"{symbol}"'
     params = list(func.params)
     pnames = ", ".join(p.name for p in params)
-    out: List[str] = [HOST_PRELUDE]
+    out: List[str] = [HOST_PRELUDE] if prelude else []
     out.append(f'extern "C" __attribute__((visibility("default"))) int __tvm_ffi_{symbol}('
                f"void* self, const TVMFFIAny* args, int32_t num_args, TVMFFIAny* result) {{")
     out.append(f"  if (num_args != {len(params)}) return tdsl_fail(\"TypeError\", \"%s: expects "
@@ -156,7 +159,15 @@ def render_host(func: ir.PrimFunc, symbol: str, body_name: str, names: CNames, w
                            f"'{p.name}' is written by the kernel and overlaps argument '{q.name}' in memory\", {k});")
     for v in shape_vars:
         call_args.append(names.var(v))
-    out.append(f"  {body_name}({', '.join(call_args)});")
+    if launcher:
+        out.append(f"  int tdsl_dev = {tensors[0][1] + '->device.device_id' if tensors else '0'};")
+        for p, t in tensors[1:]:
+            out.append(f"  if ({t}->device.device_id != tdsl_dev) return tdsl_fail(\"ValueError\", \"%s: "
+                       f"argument '{p.name}' is on {device}:%d but '{tensors[0][0].name}' is on {device}:%d; "
+                       f"all tensors must be on one device\", {k}, {t}->device.device_id, tdsl_dev);")
+        out.append(f"  if ({body_name}({', '.join(['tdsl_dev'] + call_args)})) return -1;")
+    else:
+        out.append(f"  {body_name}({', '.join(call_args)});")
     out.append("  return 0;")
     out.append("}")
     return "\n".join(out) + "\n"

@@ -10,7 +10,7 @@ from .expr import (BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var, bino
                    INDEX)
 from .buffer import Buffer, Region
 from .stmt import (Assign, Copy, Decl, Evaluate, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
-                   Seq, Span, Stmt, Store, seq, BufferPtr, ExternCall)
+                   Seq, Span, Stmt, Store, seq, BufferPtr, ExternCall, THREAD_X)
 from .printer import expr_str, func_str, stmt_str
 from .functor import (ExprRewriter, StmtRewriter, free_vars, replace_buffers, stored_buffers,
                       substitute, walk)
@@ -21,6 +21,6 @@ __all__ = [
     "binop", "call", "cast", "const", "convert", "eq", "logical_and", "logical_or",
     "logical_not", "max_", "min_", "select", "INDEX", "Buffer", "Region", "Stmt", "Seq", "For",
     "If", "Store", "Decl", "Assign", "Evaluate", "Kernel", "Copy", "Gemm", "Fill", "Reduce",
-    "PrimFunc", "Span", "seq", "BufferPtr", "ExternCall", "expr_str", "stmt_str", "func_str", "ExprRewriter",
+    "PrimFunc", "Span", "seq", "THREAD_X", "BufferPtr", "ExternCall", "expr_str", "stmt_str", "func_str", "ExprRewriter",
     "StmtRewriter", "walk", "substitute", "free_vars", "replace_buffers", "stored_buffers", "verify",
 ]

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .buffer import Buffer, Region
-from .expr import Expr, Var
+from .expr import INDEX, Expr, Var
 
 __all__ = ["Span", "Stmt", "Seq", "For", "If", "Store", "Decl", "Assign", "Evaluate",
-           "Kernel", "Copy", "Gemm", "Fill", "Reduce", "PrimFunc", "BufferPtr", "ExternCall", "seq", "FOR_KINDS", "TILE_OPS"]
+           "Kernel", "THREAD_X", "Copy", "Gemm", "Fill", "Reduce", "PrimFunc", "BufferPtr", "ExternCall", "seq", "FOR_KINDS", "TILE_OPS"]
 
 FOR_KINDS = ("serial", "parallel", "pipelined", "unroll", "vectorized")
 
@@ -119,6 +119,10 @@ class Kernel(Stmt):
     body: Stmt
     span: Optional[Span] = _span()
     layout_spans: tuple = field(default=(), compare=False, kw_only=True, repr=False)
+
+
+THREAD_X = Var("thread_x", INDEX)
+"""The thread's index within its block (GPU targets): introduced by `partition_threads`."""
 
 
 # ---- tile operations: they exist until lower_tile_ops turns them into loops ----

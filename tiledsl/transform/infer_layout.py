@@ -23,16 +23,17 @@ there: fragment tiles are stored row-major whatever was decided.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from .. import ir
 from ..errors import LoweringError
 from ..ir import Buffer, Gemm
 from ..ir.stmt import Span
 from ..layout import Fragment, Layout
+from ..layout.fragment import REP
 from ..target import Target
 
-__all__ = ["infer_layout"]
+__all__ = ["infer_layout", "strided_fragment", "replicated_fragment"]
 
 
 @dataclass(frozen=True)
@@ -67,17 +68,62 @@ def infer_layout(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
         g = _with_layouts(g, decided)
         impl = resolve(g, target)
         hard = bool(getattr(impl, "hard_layouts", False))
-        wanted = getattr(impl, "layouts", lambda g, t: {})(g, target)
+        extra = {"threads": _block_threads(func)} if getattr(impl, "per_block", False) else {}
+        wanted = getattr(impl, "layouts", lambda g, t: {})(g, target, **extra)
         for name, layout in wanted.items():
             _decide(decided, name, _Decision(layout, g.span, "T.gemm", hard))
 
-    _propagate(decided, _fragment_links(func.body))
+    links, partial = _fragment_links(func.body)
+    if target.kind == "cuda":
+        threads = _block_threads(func)
+        # A fragment read by a partial index next to a fuller one (a reduction's row maxima
+        # read in an (i, j) loop), or written by a reduction, is held whole by every thread.
+        reduced = set()
+        ir.walk(func.body, lambda n: reduced.add(n.dst.name) if isinstance(n, ir.Reduce) else None)
+        for name in sorted(partial | reduced):
+            if name in on_chip and on_chip[name].scope == "fragment" and name not in decided:
+                decided[name] = _Decision(replicated_fragment(on_chip[name].static_shape, threads),
+                                          None, "a reduction result or row-wise operand", False)
+    _propagate(decided, links)
 
     for name, b in on_chip.items():
         d = decided.get(name)
-        if d is None or (target.kind == "cpu" and isinstance(d.layout, Fragment)):
+        if target.kind == "cuda" and b.scope == "fragment":
+            if d is None:
+                decided[name] = _Decision(strided_fragment(b.static_shape, threads), None, "default", False)
+        elif d is None or isinstance(d.layout, Fragment):
             decided[name] = _Decision(Layout.identity(b.static_shape), None, "default", False)
     return _with_layouts(func, decided)
+
+
+def strided_fragment(shape: tuple, threads: int) -> Fragment:
+    """Element `e` (row-major) held by thread `e % T`, slot `e // T`, where `T` is the largest
+    divisor of the size not above `threads` (so the fragment is a bijection: an inverse exists)."""
+    size = 1
+    for n in shape:
+        size *= n
+    t = max(d for d in range(1, min(threads, size) + 1) if size % d == 0)
+    strides = [1] * len(shape)
+    for d in range(len(shape) - 2, -1, -1):
+        strides[d] = strides[d + 1] * shape[d + 1]
+
+    def flat(*idx):
+        e = idx[0] * strides[0]
+        for x, st in zip(idx[1:], strides[1:]):
+            e = e + x * st
+        return e
+    return Fragment(shape, lambda *idx: flat(*idx) % t, lambda *idx: flat(*idx) // t)
+
+
+def replicated_fragment(shape: tuple, threads: int) -> Fragment:
+    """Every thread holds every element (slot = row-major index)."""
+    return Fragment(shape, lambda *idx: REP, lambda *idx: list(idx), replicate=threads)
+
+
+def _block_threads(func: ir.PrimFunc) -> int:
+    found = []
+    ir.walk(func.body, lambda n: found.append(n.threads) if isinstance(n, ir.Kernel) else None)
+    return found[0] if found else 128
 
 
 def _line(span: Optional[Span]) -> str:
@@ -118,9 +164,11 @@ def _propagate(decided: Dict[str, _Decision], links: List[Tuple[str, str, Option
                         hint="give both the same layout, or move the data through a shared buffer")
 
 
-def _fragment_links(body: ir.Stmt) -> List[Tuple[str, str, Optional[Span], str]]:
-    """(buffer, buffer, span, what) for each pair of fragments used element by element together."""
+def _fragment_links(body: ir.Stmt) -> Tuple[List[Tuple[str, str, Optional[Span], str]], Set[str]]:
+    """(buffer, buffer, span, what) for each pair of fragments used element by element
+    together; and the fragments a parallel loop indexes by fewer of its variables than another."""
     links = []
+    partial: Set[str] = set()
 
     def visit(node):
         if isinstance(node, ir.Copy):
@@ -145,8 +193,10 @@ def _fragment_links(body: ir.Stmt) -> List[Tuple[str, str, Optional[Span], str]]
                 names = list(dict.fromkeys(b.name for b in bufs))
                 links.extend((x, y, node.span, "the T.Parallel loop")
                              for x, y in zip(names, names[1:]))
+            widest = max((len(set(k)) for k in groups), default=0)
+            partial.update(b.name for k, bufs in groups.items() if len(set(k)) < widest for b in bufs)
     ir.walk(body, visit)
-    return links
+    return links, partial
 
 
 def _whole_fragment(r: ir.Region) -> bool:

@@ -73,8 +73,19 @@ def _combine(kind: str, acc: ir.Expr, x: ir.Expr) -> ir.Expr:
     return ir.max_(acc, x) if kind in ("max", "absmax") else ir.min_(acc, x)
 
 
+def _identity(kind: str, dt) -> ir.Expr:
+    identity = _IDENTITY[kind]
+    if not dt.is_float and math.isinf(identity):
+        info = (1 << (dt.bits - 1)) - 1 if dt.kind == "int" else (1 << dt.bits) - 1
+        identity = info if identity > 0 else (-info - 1 if dt.kind == "int" else 0)
+    return ir.const(identity, dt)
+
+
 @register_lowering(Reduce)
 def _reduce(s: Reduce, target: Target, namer: Namer) -> ir.Stmt:
+    if target.kind == "cuda":
+        from .lower_gpu_ops import lower_reduce_gpu
+        return lower_reduce_gpu(s, namer, _identity(s.kind, s.dst.dtype), _combine)
     src, dst = s.src, s.dst
     shape = src.static_shape
     outer = [namer("i") for d in range(src.ndim) if d != s.dim]
@@ -86,11 +97,7 @@ def _reduce(s: Reduce, target: Target, namer: Namer) -> ir.Stmt:
         dst_idx = (ir.const(0),)
     dt = dst.dtype
     acc = namer("acc", dt)
-    identity = _IDENTITY[s.kind]
-    if not dt.is_float and math.isinf(identity):
-        info = (1 << (dt.bits - 1)) - 1 if dt.kind == "int" else (1 << dt.bits) - 1
-        identity = info if identity > 0 else (-info - 1 if dt.kind == "int" else 0)
-    init = ir.const(identity, dt) if s.clear else ir.Load(dst, dst_idx, dt)
+    init = _identity(s.kind, dt) if s.clear else ir.Load(dst, dst_idx, dt)
     x = ir.cast(ir.Load(src, tuple(src_idx), src.dtype), dt)
     body = ir.seq(
         ir.Decl(acc, init, span=s.span),

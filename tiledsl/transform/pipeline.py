@@ -16,6 +16,9 @@ from .partition_edges import partition_edges
 from .lower_pipelined import lower_pipelined_cpu
 from .lower_tile_ops import lower_tile_ops
 from .infer_layout import infer_layout
+from .insert_barriers import insert_barriers
+from .lower_gpu_ops import attach_scratch
+from .partition_threads import partition_threads
 
 __all__ = ["pipeline", "run"]
 
@@ -43,11 +46,31 @@ _CPU: List[Tuple[str, Pass]] = [
 ]
 
 
+# The GPU list: tile ops become per-element parallel loops (GEMM per its registry row), global
+# accesses are guarded, then each parallel nest is split over the block's threads by its
+# fragment's layout and barriers go where shared memory changes hands.
+_CUDA: List[Tuple[str, Pass]] = [
+    ("verify", _verify_tile),
+    ("infer_layout", infer_layout),
+    ("verify_layouts", _verify_tile),
+    ("lower_tile_ops", lower_tile_ops),
+    ("attach_scratch", attach_scratch),
+    ("verify_loops", _verify_loops),
+    ("legalize_memory", lambda f, t: legalize_memory(f)),
+    ("lower_pipelined", lambda f, t: lower_pipelined_cpu(f)),
+    ("partition_threads", partition_threads),
+    ("insert_barriers", insert_barriers),
+    ("flatten_buffers", lambda f, t: flatten_buffers(f)),
+]
+
+
 def pipeline(target: "str | Target") -> List[Tuple[str, Pass]]:
     """The ordered (name, pass) list for a target kind."""
     kind = Target.parse(target).kind if not isinstance(target, Target) else target.kind
     if kind == "cpu":
         return list(_CPU)
+    if kind == "cuda":
+        return list(_CUDA)
     raise ValueError(f"no pass pipeline for target {kind!r}")
 
 

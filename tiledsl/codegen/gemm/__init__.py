@@ -3,8 +3,10 @@ from .registry import GemmImpl, register, resolve, rows
 from .cpu_loops import CpuLoops, _is_cpu
 
 from .cpu_simd import CpuSimd
+from .cuda_fma import CudaFma
 
 register("cpu.loops", _is_cpu, CpuLoops())
+register("cuda.fma", CudaFma.accepts, CudaFma())
 # The SIMD micro-kernels shadow the portable loops wherever they accept the operands.
 for _isa in ("avx512", "avx2", "scalar"):
     _impl = CpuSimd(_isa)
