@@ -1,0 +1,256 @@
+"""The CUDA target.
+
+Without a GPU: the generated CUDA is compiled by nvcc for sm_80 and sm_90a (skipped without
+nvcc), and the same text is run through the CPU emulation (`target="cuda -emulate"`: each CUDA
+thread an OS thread, real barriers) against numpy, which checks the thread partitioning, the
+fragment index math and the barriers. With a GPU (marker `cuda`): the kernels on torch / cupy
+arrays against numpy, and device errors.
+"""
+import shutil
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import tiledsl
+import tiledsl.language as T
+from tiledsl.runtime.cuda import find_nvcc
+
+EMU = "cuda -emulate"
+
+
+def matmul(M, N, K, bm=32, bn=32, bk=16, dtype="float16", acc="float32", trans_a=False, trans_b=False,
+           threads=64, stages=2):
+    a_shape = (K, M) if trans_a else (M, K)
+    b_shape = (N, K) if trans_b else (K, N)
+    a_tile = (bk, bm) if trans_a else (bm, bk)
+    b_tile = (bn, bk) if trans_b else (bk, bn)
+
+    @T.prim_func
+    def main(A: T.Tensor(a_shape, dtype), B: T.Tensor(b_shape, dtype), C: T.Tensor((M, N), acc)):
+        with T.Kernel(T.ceildiv(N, bn), T.ceildiv(M, bm), threads=threads) as (bx, by):
+            A_s = T.alloc_shared(a_tile, dtype)
+            B_s = T.alloc_shared(b_tile, dtype)
+            C_f = T.alloc_fragment((bm, bn), acc)
+            T.clear(C_f)
+            for k in T.Pipelined(T.ceildiv(K, bk), num_stages=stages):
+                if trans_a:
+                    T.copy(A[k * bk, by * bm], A_s)
+                else:
+                    T.copy(A[by * bm, k * bk], A_s)
+                if trans_b:
+                    T.copy(B[bx * bn, k * bk], B_s)
+                else:
+                    T.copy(B[k * bk, bx * bn], B_s)
+                T.gemm(A_s, B_s, C_f, transpose_A=trans_a, transpose_B=trans_b)
+            T.copy(C_f, C[by * bm, bx * bn])
+    return main
+
+
+def softmax(M, N, bm=4, threads=64):
+    @T.prim_func
+    def main(A: T.Tensor((M, N), "float32"), B: T.Tensor((M, N), "float32")):
+        with T.Kernel(T.ceildiv(M, bm), threads=threads) as bx:
+            x = T.alloc_fragment((bm, N), "float32")
+            mx = T.alloc_fragment((bm,), "float32")
+            sm = T.alloc_fragment((bm,), "float32")
+            T.copy(A[bx * bm, 0], x)
+            T.reduce_max(x, mx, dim=1)
+            for i, j in T.Parallel(bm, N):
+                x[i, j] = T.exp(x[i, j] - mx[i])
+            T.reduce_sum(x, sm, dim=1)
+            for i, j in T.Parallel(bm, N):
+                x[i, j] = x[i, j] / sm[i]
+            T.copy(x, B[bx * bm, 0])
+    return main
+
+
+def column_sums(M, N, bn=16):
+    """Reduction over dim 0, not clearing: the output starts as the first row."""
+    @T.prim_func
+    def main(A: T.Tensor((M, N), "float32"), S: T.Tensor((N,), "float32")):
+        with T.Kernel(T.ceildiv(N, bn), threads=32) as bx:
+            x = T.alloc_fragment((M, bn), "float32")
+            s = T.alloc_fragment((bn,), "float32")
+            T.copy(A[0, bx * bn], x)
+            for j in T.Parallel(bn):
+                s[j] = A[0, bx * bn + j]
+            T.reduce_sum(x, s, dim=0, clear=False)
+            T.copy(s, S[bx * bn])
+    return main
+
+
+def axpy(N, block=128):
+    @T.prim_func
+    def main(X: T.Tensor((N,), "float32"), Y: T.Tensor((N,), "float32"), alpha: T.float32,
+             Z: T.Tensor((N,), "float32")):
+        with T.Kernel(T.ceildiv(N, block), threads=128) as bx:
+            for i in T.Parallel(block):
+                Z[bx * block + i] = X[bx * block + i] * alpha + Y[bx * block + i]
+    return main
+
+
+def _ref_gemm(a, b, trans_a, trans_b):
+    a = a.astype(np.float32).T if trans_a else a.astype(np.float32)
+    b = b.astype(np.float32).T if trans_b else b.astype(np.float32)
+    return a @ b
+
+
+def _rand(shape, dtype, seed):
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return x.astype(ml_dtypes.bfloat16) if dtype == "bfloat16" else x.astype(dtype)
+
+
+# ------------------------------------------------------------------------------- emulation
+
+@pytest.mark.parametrize("M,N,K,dtype,trans_a,trans_b", [
+    (64, 64, 32, "float16", False, False),
+    (50, 37, 29, "float16", False, False),     # ragged everything
+    (33, 40, 48, "bfloat16", False, True),
+    (40, 24, 20, "float32", True, False),
+    (17, 9, 5, "float32", True, True),
+])
+def test_emulated_gemm_matches_numpy(M, N, K, dtype, trans_a, trans_b):
+    acc = "float32"
+    k = tiledsl.compile(matmul(M, N, K, dtype=dtype, acc=acc, trans_a=trans_a, trans_b=trans_b),
+                        out_idx=[-1], target=EMU)
+    a = _rand((K, M) if trans_a else (M, K), dtype, 0)
+    b = _rand((N, K) if trans_b else (K, N), dtype, 1)
+    np.testing.assert_allclose(k(a, b), _ref_gemm(a, b, trans_a, trans_b), rtol=1e-4, atol=1e-4)
+
+
+def test_emulated_gemm_float64_and_odd_thread_count():
+    k = tiledsl.compile(matmul(24, 20, 12, bm=8, bn=20, bk=4, dtype="float64", acc="float64", threads=40),
+                        out_idx=[-1], target=EMU)
+    a, b = _rand((24, 12), "float64", 2), _rand((12, 20), "float64", 3)
+    np.testing.assert_allclose(k(a, b), a @ b, rtol=1e-12)
+
+
+def test_emulated_softmax_and_reductions():
+    k = tiledsl.compile(softmax(10, 48), out_idx=[-1], target=EMU)
+    a = _rand((10, 48), "float32", 4)
+    ref = np.exp(a - a.max(1, keepdims=True))
+    np.testing.assert_allclose(k(a), ref / ref.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)
+    k = tiledsl.compile(column_sums(12, 40), out_idx=[-1], target=EMU)
+    a = _rand((12, 40), "float32", 5)
+    np.testing.assert_allclose(k(a), a.sum(0) + a[0], rtol=1e-5, atol=1e-6)
+
+
+def test_emulated_elementwise_with_scalar_and_ragged_tail():
+    k = tiledsl.compile(axpy(300), out_idx=[-1], target=EMU)
+    x, y = _rand((300,), "float32", 6), _rand((300,), "float32", 7)
+    np.testing.assert_allclose(k(x, y, 2.5), 2.5 * x + y, rtol=1e-6)
+
+
+def test_barriers_where_shared_memory_changes_hands():
+    src = tiledsl.compile(matmul(64, 64, 64), target=EMU).get_kernel_source()
+    body = src[src.index("_kernel0("):src.index("_launch(")]
+    # one barrier before the copies (the previous k step's GEMM still reads), one before the GEMM
+    assert body.count("__syncthreads();") == 2
+    loop = body[body.index("for (int64_t k = 0"):]
+    assert loop.index("__syncthreads();") < loop.index("A_s[") < loop.rindex("__syncthreads();")
+
+
+def test_fragment_read_by_another_thread_is_an_error():
+    @T.prim_func
+    def main(A: T.Tensor((16, 16), "float32"), B: T.Tensor((16, 16), "float32")):
+        with T.Kernel(1, threads=32) as bx:
+            x = T.alloc_fragment((16, 16), "float32")
+            y = T.alloc_fragment((16, 16), "float32")
+            T.copy(A, x)
+            for i, j in T.Parallel(16, 16):
+                y[i, j] = x[j, i]
+            T.copy(y, B)
+    with pytest.raises(tiledsl.LoweringError, match="another thread's register") as e:
+        tiledsl.compile(main, out_idx=[-1], target=EMU)
+    assert "y[i, j] = x[j, i]" in str(e.value) or "T.Parallel(16, 16)" in str(e.value)
+
+
+def test_gemm_reading_a_fragment_operand_asks_for_shared_memory():
+    @T.prim_func
+    def main(A: T.Tensor((16, 16), "float32"), B: T.Tensor((16, 16), "float32"),
+             C: T.Tensor((16, 16), "float32")):
+        with T.Kernel(1, threads=32) as bx:
+            a = T.alloc_fragment((16, 16), "float32")
+            b = T.alloc_shared((16, 16), "float32")
+            c = T.alloc_fragment((16, 16), "float32")
+            T.copy(A, a)
+            T.copy(B, b)
+            T.gemm(a, b, c, clear_accum=True)
+            T.copy(c, C)
+    with pytest.raises(tiledsl.LoweringError, match="reads A from shared memory"):
+        tiledsl.compile(main, out_idx=[-1], target=EMU)
+
+
+# ------------------------------------------------------------------------- nvcc, no GPU needed
+
+needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="no CUDA toolkit (nvcc)")
+
+
+@needs_nvcc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
+def test_nvcc_compiles_the_example_kernels(arch, tmp_path):
+    from tiledsl.runtime.cuda import cuda_source, nvcc_compile
+    from tiledsl.target import Target
+    target = Target.parse(f"cuda -arch={arch}")
+    kernels = {"gemm": matmul(256, 256, 256, bm=64, bn=64, bk=32, threads=128),
+               "softmax": softmax(64, 256, threads=128)}
+    for name, func in kernels.items():
+        _, source = cuda_source(func, target)
+        assert "__global__" in source and "TVMFFIEnvGetStream" in source
+        (tmp_path / f"{name}.cu").write_text(source)
+        nvcc_compile(tmp_path / f"{name}.cu", tmp_path / f"{name}.so", arch, name)
+        assert (tmp_path / f"{name}.so").stat().st_size > 0
+
+
+# ---------------------------------------------------------------------------- on a real GPU
+
+def _has_gpu() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+cuda = pytest.mark.skipif(not _has_gpu(), reason="no CUDA GPU (with torch)")
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("M,N,K", [(256, 256, 256), (200, 130, 77)])
+def test_gpu_gemm(dtype, M, N, K):
+    import torch
+    k = tiledsl.compile(matmul(M, N, K, bm=64, bn=64, bk=32, dtype=dtype, threads=128), out_idx=[-1],
+                        target="cuda")
+    a = torch.randn(M, K, device="cuda").to(getattr(torch, dtype))
+    b = torch.randn(K, N, device="cuda").to(getattr(torch, dtype))
+    c = k(a, b)
+    ref = a.float() @ b.float()
+    torch.testing.assert_close(c, ref, rtol=1e-3, atol=1e-2)
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("stages", [1, 2, 3, 4])
+def test_gpu_gemm_stages_and_softmax(stages):
+    import torch
+    k = tiledsl.compile(matmul(128, 128, 128, bm=64, bn=64, bk=32, threads=128, stages=stages),
+                        out_idx=[-1], target="cuda")
+    a = torch.randn(128, 128, device="cuda", dtype=torch.float16)
+    b = torch.randn(128, 128, device="cuda", dtype=torch.float16)
+    torch.testing.assert_close(k(a, b), a.float() @ b.float(), rtol=1e-3, atol=1e-2)
+    s = tiledsl.compile(softmax(64, 256, threads=128), out_idx=[-1], target="cuda")
+    x = torch.randn(64, 256, device="cuda")
+    torch.testing.assert_close(s(x), torch.softmax(x, 1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.cuda
+@cuda
+def test_gpu_rejects_cpu_and_mixed_device_inputs():
+    import torch
+    k = tiledsl.compile(axpy(256), out_idx=[-1], target="cuda")
+    x = torch.randn(256, device="cuda")
+    with pytest.raises(ValueError, match="argument 'Y' expects a cuda tensor"):
+        k(x, torch.randn(256), 1.0)
