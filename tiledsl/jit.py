@@ -39,6 +39,9 @@ def compile(func: ir.PrimFunc, out_idx: Optional[Sequence[int]] = None, target: 
         from .runtime.cuda import compile_cuda
         return compile_cuda(func, tgt, out_idx or (), report or CompileReport(symbol),
                             emulate=tgt.has("emulate"))
+    if tgt.kind == "interp":
+        from .interp import InterpKernel
+        return InterpKernel(func, out_idx or (), tgt)
     if tgt.kind != "cpu":
         raise ValueError(f"target {tgt.kind!r} is not available yet")
     return compile_cpp(func, tgt, out_idx or (), report or CompileReport(symbol))

@@ -42,7 +42,11 @@ class Target:
                 host = Target("cpu", host.arch, host.features, value)
             return host
         if kind == "interp":
-            return Target("interp")
+            opts = rest.split()
+            if any(o.lstrip("-") != "strict" for o in opts):
+                raise ValueError(f"unknown interp target option in {spec!r}; the only one is -strict "
+                                 f"(global accesses outside a tensor are errors)")
+            return Target("interp", features=("strict",) if opts else ())
         if kind == "cuda":
             arch, feats = "", ()
             for opt in rest.split():

@@ -13,6 +13,13 @@ int long mutable namespace new noexcept not nullptr operator or private protecte
 return short signed sizeof static struct switch template this throw true try typedef typename
 union unsigned using virtual void volatile while xor main result args num_args self stream
 INFINITY NAN""".split())
+# C library functions and macros the generated code calls: a kernel variable of the same name
+# would shadow them ("'exp' cannot be used as a function").
+_KEYWORDS |= set("""exp expf exp2 exp2f log logf log2 log2f sqrt sqrtf fabs fabsf tanh tanhf sin sinf
+cos cosf floor floorf ceil ceilf pow powf erf erff isinf isnan memcpy memset printf fflush stdout
+snprintf vsnprintf free abort malloc posix_memalign va_start va_end va_list std omp_get_thread_num
+INT64_C UINT64_C size_t uintptr_t int8_t int16_t int32_t int64_t uint8_t uint16_t uint32_t
+uint64_t""".split())
 
 
 class CNames:

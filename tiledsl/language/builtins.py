@@ -16,7 +16,7 @@ from ..ir.dtype import DType
 
 __all__ = [
     "Tensor", "Buffer", "Kernel", "alloc_shared", "alloc_fragment", "alloc_local", "alloc_var",
-    "annotate_layout", "copy", "gemm", "clear", "fill", "reduce_max", "reduce_min", "reduce_sum", "reduce_abssum",
+    "annotate_layout", "copy", "gemm", "clear", "fill", "print", "reduce_max", "reduce_min", "reduce_sum", "reduce_abssum",
     "reduce_absmax", "Parallel", "Pipelined", "serial", "unroll", "vectorized", "ceildiv",
     "max", "min", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "tanh", "sigmoid",
     "cast", "if_then_else", "infinity", "nan", "dynamic", "symbolic", "GemmWarpPolicy",
@@ -119,6 +119,12 @@ def gemm(A, B, C, transpose_A: "bool" = False, transpose_B: "bool" = False,
          policy: str = GemmWarpPolicy.Square, clear_accum: "bool" = False, k_pack: int = 1,
          wg_wait: int = 0):
     """`C += A @ B` on tiles (A, B shared or fragment; C fragment)."""
+
+
+@_statement("print")
+def print(obj, msg: str = ""):  # noqa: A001 - TileLang's name
+    """Print a run-time value (once per block and loop iteration) or every element of a
+    buffer, prefixed by `msg` and the block / loop indices; works on every target."""
 
 
 @_statement("fill")

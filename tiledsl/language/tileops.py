@@ -303,3 +303,7 @@ TILE_HANDLERS = {
     "copy": _copy, "gemm": _gemm, "fill": _fill, "clear": _clear,
     **{f"reduce_{k}": _reduce(k) for k in ("max", "min", "sum", "abssum", "absmax")},
 }
+
+from .printing import print_handler  # noqa: E402 - printing builds on this module's neighbours
+
+TILE_HANDLERS["print"] = print_handler

@@ -1,0 +1,31 @@
+"""Run-time mistakes the interpreter finds, each at the user's source line."""
+from __future__ import annotations
+
+from ..errors import TileDSLError
+
+__all__ = ["InterpError", "OutOfBoundsError", "UninitializedReadError", "RaceError",
+           "ArithmeticFault", "UnwrittenOutputError"]
+
+
+class InterpError(TileDSLError):
+    """A kernel did something at run time whose result no target defines."""
+
+
+class OutOfBoundsError(InterpError, IndexError):
+    """An on-chip tile (or, in strict mode, a global tensor) was indexed outside its shape."""
+
+
+class UninitializedReadError(InterpError):
+    """A shared / fragment / local element was read before anything was written to it."""
+
+
+class RaceError(InterpError):
+    """Two iterations of a T.Parallel loop, or two blocks, touch one element without order."""
+
+
+class ArithmeticFault(InterpError, ArithmeticError):
+    """Integer division by zero, or an int32 result that does not fit (C leaves both undefined)."""
+
+
+class UnwrittenOutputError(InterpError):
+    """An output allocated for the caller (out_idx) has elements the kernel never wrote."""
