@@ -17,7 +17,11 @@ from .errors import (CompileError, FrontendError, LoweringError, TileDSLError, T
                      VerifyError)
 from .jit import JITFactory, compile, jit
 from .runtime.kernel import JITKernel
+from .runtime import cache
+from .profiler import BenchResult, bench
+from .autotune import AutotuneResult, autotune
 from .target import Target
 
 __all__ = ["jit", "compile", "JITKernel", "JITFactory", "Target", "TileDSLError", "FrontendError",
-           "TypeCheckError", "VerifyError", "LoweringError", "CompileError", "__version__"]
+           "TypeCheckError", "VerifyError", "LoweringError", "CompileError", "__version__",
+           "cache", "bench", "BenchResult", "autotune", "AutotuneResult"]
