@@ -254,3 +254,28 @@ def test_gpu_rejects_cpu_and_mixed_device_inputs():
     x = torch.randn(256, device="cuda")
     with pytest.raises(ValueError, match="argument 'Y' expects a cuda tensor"):
         k(x, torch.randn(256), 1.0)
+
+
+# ------------------------------------------------------------------- tensor-core fragments
+
+def test_mma_register_tables_match_the_layout_fragments():
+    """The element each lane's registers hold in the generated mma code (the PTX ISA tables)
+    is where tiledsl.layout's m16n8k16 fragments put that (lane, slot)."""
+    from tiledsl.codegen.gemm.cuda_mma import a_element, b_element, c_element
+    from tiledsl.layout import mma_m16n8k16_a, mma_m16n8k16_b, mma_m16n8k16_c
+    for table, frag, n in ((a_element, mma_m16n8k16_a(), 8), (b_element, mma_m16n8k16_b(), 4),
+                           (c_element, mma_m16n8k16_c(), 4)):
+        seen = set()
+        for lane in range(32):
+            for r in range(n):
+                idx = table(lane, r)
+                assert frag.thread(*idx) == lane and frag.index(*idx) == r, (table.__name__, lane, r)
+                seen.add(idx)
+        assert len(seen) == 32 * n  # every element exactly once
+
+
+def test_half_precision_gemm_takes_the_tensor_core_path():
+    src = tiledsl.compile(matmul(64, 64, 32, threads=128), target=EMU).get_kernel_source()
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" in src
+    src = tiledsl.compile(matmul(64, 64, 32, dtype="float32", threads=128), target=EMU).get_kernel_source()
+    assert "mma.sync" not in src

@@ -5,7 +5,7 @@ from ..errors import VerifyError
 from .buffer import Buffer, Region
 from .expr import Expr, Load, Var
 from .functor import walk
-from .stmt import (TILE_OPS, Assign, Copy, Decl, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
+from .stmt import (THREAD_X, TILE_OPS, Assign, Copy, Decl, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
                    Seq, Stmt, Store, Evaluate, ExternCall, BufferPtr)
 
 __all__ = ["verify"]
@@ -125,7 +125,7 @@ class _Verifier:
 
         def body():
             self.stmt(k.body)
-        self._scoped(list(k.block_vars), body)
+        self._scoped(list(k.block_vars) + [THREAD_X], body)  # thread_x: after partition_threads
         self.in_kernel = False
         self.buffers = saved
 

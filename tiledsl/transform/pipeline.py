@@ -55,10 +55,10 @@ _CUDA: List[Tuple[str, Pass]] = [
     ("verify_layouts", _verify_tile),
     ("lower_tile_ops", lower_tile_ops),
     ("attach_scratch", attach_scratch),
-    ("verify_loops", _verify_loops),
     ("legalize_memory", lambda f, t: legalize_memory(f)),
     ("lower_pipelined", lambda f, t: lower_pipelined_cpu(f)),
     ("partition_threads", partition_threads),
+    ("verify_loops", _verify_loops),  # after: the mma row addresses C's registers directly
     ("insert_barriers", insert_barriers),
     ("flatten_buffers", lambda f, t: flatten_buffers(f)),
 ]
