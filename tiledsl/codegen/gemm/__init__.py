@@ -4,9 +4,12 @@ from .cpu_loops import CpuLoops, _is_cpu
 
 from .cpu_simd import CpuSimd
 from .cuda_fma import CudaFma
+from .cuda_mma import CudaMma
 
 register("cpu.loops", _is_cpu, CpuLoops())
 register("cuda.fma", CudaFma.accepts, CudaFma())
+_mma = CudaMma()
+register("cuda.mma", _mma.accepts, _mma, priority=1)  # tensor cores where the operands fit
 # The SIMD micro-kernels shadow the portable loops wherever they accept the operands.
 for _isa in ("avx512", "avx2", "scalar"):
     _impl = CpuSimd(_isa)
