@@ -10,8 +10,10 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import os
 import re
 import threading
 import time
@@ -21,15 +23,19 @@ from . import ir
 from .runtime.cpp import compile_cpp
 from .runtime.kernel import JITKernel
 from .runtime.report import CompileReport
-from .target import Target
+from .errors import CompileError
+from .runtime.build import compiler_info
+from .target import CPU_BACKENDS, Target
 
 __all__ = ["jit", "compile", "JITFactory"]
 
 
 def compile(func: ir.PrimFunc, out_idx: Optional[Sequence[int]] = None, target: Any = "cpu",
-            name: Optional[str] = None, report: Optional[CompileReport] = None) -> JITKernel:
+            name: Optional[str] = None, report: Optional[CompileReport] = None,
+            backend: Optional[str] = None) -> JITKernel:
     """Lower, render, build and load `func`, or load it from the disk cache (keyed by its IR);
-    `name` is the exported symbol's suffix; `report` collects stage timings for the log."""
+    `name` is the exported symbol's suffix; `report` collects stage timings for the log;
+    `backend` ("cxx" or "llvm") how CPU code is compiled (see `cpu_backend`)."""
     if not isinstance(func, ir.PrimFunc):
         raise TypeError(f"tiledsl.compile expects a PrimFunc (from @T.prim_func), got {type(func).__name__}")
     tgt = Target.parse("cpu" if target in (None, "auto") else target)
@@ -44,7 +50,27 @@ def compile(func: ir.PrimFunc, out_idx: Optional[Sequence[int]] = None, target: 
         return InterpKernel(func, out_idx or (), tgt)
     if tgt.kind != "cpu":
         raise ValueError(f"target {tgt.kind!r} is not available yet")
+    tgt = dataclasses.replace(tgt, backend=cpu_backend(tgt, backend))
+    if tgt.backend == "llvm":
+        from .runtime.llvm_jit import compile_llvm
+        return compile_llvm(func, tgt, out_idx or (), report or CompileReport(symbol))
     return compile_cpp(func, tgt, out_idx or (), report or CompileReport(symbol))
+
+
+def cpu_backend(target: Target, backend: Optional[str] = None) -> str:
+    """How CPU code is compiled: `backend` if given, else the target's `-backend=`, else
+    `$TILEDSL_CPU_BACKEND`, else "cxx" (C++ and g++) when a C++ compiler is on PATH and
+    "llvm" (llvmlite, in process) when there is none."""
+    choice = backend or target.backend or os.environ.get("TILEDSL_CPU_BACKEND", "")
+    if choice:
+        if choice not in CPU_BACKENDS:
+            raise ValueError(f"unknown CPU backend {choice!r}; expected one of {', '.join(CPU_BACKENDS)}")
+        return choice
+    try:
+        compiler_info()
+        return "cxx"
+    except CompileError:
+        return "llvm"
 
 
 def _symbol(name: str) -> str:
@@ -69,10 +95,12 @@ class JITFactory:
     """The decorated factory: calling it specialises, compiles once per argument set, and
     returns the `JITKernel`."""
 
-    def __init__(self, factory: Callable, out_idx: Optional[Sequence[int]], target: Any):
+    def __init__(self, factory: Callable, out_idx: Optional[Sequence[int]], target: Any,
+                 backend: Optional[str] = None):
         self.factory = factory
         self.out_idx = tuple(out_idx) if out_idx is not None else ()
         self.target = target
+        self.backend = backend
         self.signature = inspect.signature(factory)
         self._kernels: Dict[Any, JITKernel] = {}
         self._lock = threading.Lock()
@@ -81,7 +109,8 @@ class JITFactory:
     def __call__(self, *args: Any, **kwargs: Any) -> JITKernel:
         bound = self.signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        key = tuple((k, _key(v)) for k, v in bound.arguments.items())
+        backend = self._cpu_backend()
+        key = tuple((k, _key(v)) for k, v in bound.arguments.items()) + (("backend", backend),)
         with self._lock:
             kernel = self._kernels.get(key)
         if kernel is not None:
@@ -93,7 +122,8 @@ class JITFactory:
                             f"@T.prim_func it defines, got {type(func).__name__}")
         report = CompileReport(self.factory.__name__, bound.arguments, time.perf_counter() - t0,
                                previous=[k.spec_args for k in self._kernels.values()])
-        kernel = compile(func, self.out_idx, self.target, name=self.factory.__name__, report=report)
+        kernel = compile(func, self.out_idx, self.target, name=self.factory.__name__, report=report,
+                         backend=backend or None)
         kernel.spec_args = dict(bound.arguments)
         with self._lock:
             self._kernels[key] = kernel
@@ -103,10 +133,18 @@ class JITFactory:
         """The PrimFunc the factory builds for these arguments (nothing is compiled)."""
         return self.factory(*args, **kwargs)
 
+    def _cpu_backend(self) -> str:
+        """The CPU backend a compile would use now ("" off the CPU): part of the memo key, as
+        `$TILEDSL_CPU_BACKEND` may change between calls."""
+        tgt = Target.parse("cpu" if self.target in (None, "auto") else self.target)
+        return cpu_backend(tgt, self.backend) if tgt.kind == "cpu" else ""
+
 
 def jit(fn: Optional[Callable] = None, *, out_idx: Optional[Sequence[int]] = None,
-        target: Any = "auto") -> Any:
-    """Decorate a kernel factory; see the module docstring."""
+        target: Any = "auto", backend: Optional[str] = None) -> Any:
+    """Decorate a kernel factory; see the module docstring. `backend` ("cxx" or "llvm") picks
+    how CPU code is compiled; by default `$TILEDSL_CPU_BACKEND`, else C++ when a C++ compiler
+    is on PATH and LLVM (llvmlite, no compiler needed) when there is none."""
     if fn is not None:
-        return JITFactory(fn, out_idx, target)
-    return lambda f: JITFactory(f, out_idx, target)
+        return JITFactory(fn, out_idx, target, backend)
+    return lambda f: JITFactory(f, out_idx, target, backend)

@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["Target", "host_cpu"]
+__all__ = ["Target", "host_cpu", "CPU_BACKENDS"]
+
+CPU_BACKENDS = ("cxx", "llvm")  # how CPU code is compiled: C++ with g++, or LLVM IR with llvmlite
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,7 @@ class Target:
     arch: str = ""
     features: tuple = ()
     isa: str = ""  # CPU: "avx512", "avx2" or "scalar": which micro-kernels and flags to use
+    backend: str = ""  # CPU: "cxx" (C++ and g++) or "llvm" (llvmlite); "" until jit.py decides
 
     def has(self, feature: str) -> bool:
         return feature in self.features
@@ -34,12 +37,15 @@ class Target:
             host = host_cpu()
             for opt in rest.split():
                 key, _, value = opt.lstrip("-").partition("=")
+                if key == "backend" and value in CPU_BACKENDS:
+                    host = Target("cpu", host.arch, host.features, host.isa, value)
+                    continue
                 if key != "isa" or value not in ("avx512", "avx2", "scalar"):
-                    raise ValueError(f"unknown CPU target option {opt!r}; "
-                                     f"use -isa=avx512, -isa=avx2 or -isa=scalar")
+                    raise ValueError(f"unknown CPU target option {opt!r}; use -isa=avx512, "
+                                     f"-isa=avx2, -isa=scalar, -backend=cxx or -backend=llvm")
                 if value == "avx512" and not host.has("avx512f"):
                     raise ValueError("-isa=avx512: this CPU has no AVX-512")
-                host = Target("cpu", host.arch, host.features, value)
+                host = Target("cpu", host.arch, host.features, value, host.backend)
             return host
         if kind == "interp":
             opts = rest.split()
