@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import builtins as _py
+import difflib
 import inspect
 import operator
 import textwrap
@@ -19,7 +20,7 @@ from .. import ir
 from ..errors import FrontendError, TypeCheckError
 from ..ir import Buffer, Expr, Span, Var
 from . import builtins as T
-from .tileops import TILE_HANDLERS, RegionRef, _VarDecl
+from .tileops import TILE_HANDLERS, RegionRef, _VarDecl, usage_hint
 
 __all__ = ["prim_func", "parse"]
 
@@ -32,6 +33,8 @@ _PY_FUNCS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": opera
              "|": operator.or_, "<<": operator.lshift, ">>": operator.rshift, "**": operator.pow,
              "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
              "==": operator.eq, "!=": operator.ne}
+_WHOLE_TILE_OPS = {"copy", "gemm", "fill", "clear", "reduce_max", "reduce_min", "reduce_sum",
+                   "reduce_abssum", "reduce_absmax"}
 _LOOP_KINDS = {"loop_parallel": "parallel", "loop_pipelined": "pipelined", "loop_serial": "serial",
                "loop_unroll": "unroll", "loop_vectorized": "vectorized"}
 
@@ -89,6 +92,8 @@ class Parser:
         self.layouts: dict = {}  # buffer name -> (Layout, Span) from T.annotate_layout
         self.used_names: dict[str, int] = {}
         self.func_name = fn.__name__
+        self.finished: dict = {}  # tile name -> (Buffer, line) of kernels already parsed
+        self.parallel_depth = 0  # T.Parallel loops around the statement being parsed
 
     # ---- helpers ----
 
@@ -102,7 +107,7 @@ class Parser:
                     None if end is None else end + self.col_offset, self.func_name)
 
     def error(self, node: ast.AST, msg: str, hint: Optional[str] = None, cls=FrontendError):
-        return cls(msg, self.span(node), hint)
+        return cls(msg, self.span(node), hint if hint is not None else usage_hint(msg))
 
     def unique(self, name: str) -> str:
         n = self.used_names.get(name, 0)
@@ -119,6 +124,12 @@ class Parser:
             return self.globals[name]
         if hasattr(_py, name):
             return getattr(_py, name)
+        if name in self.finished:
+            buf, line = self.finished[name]
+            raise self.error(node, f"'{name}' is a {buf.scope} tile of the T.Kernel on line {line}: it "
+                                   f"does not exist outside that block",
+                             hint=f"use '{name}' inside the 'with T.Kernel' block; copy it to a global "
+                                  f"tensor there (T.copy({name}, C[...])) to keep its values")
         raise self.error(node, f"name '{name}' is not defined",
                          hint="a kernel can use Python values from its enclosing scope, T.* "
                               "constructs, and names it assigns itself")
@@ -131,7 +142,7 @@ class Parser:
         try:
             return body()
         finally:
-            self.scopes.pop()
+            self.last_scope = self.scopes.pop()
 
     # ---- function ----
 
@@ -148,7 +159,9 @@ class Parser:
                 value = Var(arg.arg, ir.dtype(ann))
             else:
                 raise self.error(arg, f"parameter '{arg.arg}' needs an annotation: "
-                                      f"T.Tensor(shape, dtype) or a scalar dtype such as T.int32")
+                                      f"T.Tensor(shape, dtype) or a scalar dtype such as T.int32",
+                                 hint=f"{arg.arg}: T.Tensor((M, N), \"float32\") for a tensor, "
+                                      f"{arg.arg}: T.int32 for a scalar")
             self.used_names[arg.arg] = 1
             self.bind(arg.arg, value)
             params.append(value)
@@ -203,7 +216,9 @@ class Parser:
     def stmt_Assert(self, node: ast.Assert):
         test = self.expr(node.test)
         if isinstance(test, Expr):
-            raise self.error(node, "assert on a run-time value is not supported")
+            raise self.error(node, "assert on a run-time value is not supported",
+                             hint="assert checks Python values when the kernel is defined; test run-time "
+                                  "values with if, or check them with target=\"interp\"")
         if not test:
             msg = self.eval_python(node.msg) if node.msg is not None else "assertion failed"
             raise self.error(node, f"{msg}")
@@ -292,7 +307,9 @@ class Parser:
                                      f"with {buf.ndim} indices",
                              hint="use T.copy or T.fill to write a whole region", cls=TypeCheckError)
         if isinstance(value, Buffer) or isinstance(value, RegionRef):
-            raise self.error(node, "a buffer cannot be stored into an element", cls=TypeCheckError)
+            raise self.error(node, "a buffer cannot be stored into an element", cls=TypeCheckError,
+                             hint="use T.copy(src, dst) to copy a tile, or index one element of it")
+        self.check_indices(target, buf, indices)
         try:
             v = ir.cast(value, buf.dtype)
         except TypeError as e:
@@ -319,11 +336,16 @@ class Parser:
         names = [node.target] if isinstance(node.target, ast.Name) else list(getattr(node.target, "elts", []))
         if not all(isinstance(n, ast.Name) for n in names) or len(names) != len(it.extents):
             raise self.error(node.target, f"this loop has {len(it.extents)} indices: "
-                                          f"write {len(it.extents)} names")
+                                          f"write {len(it.extents)} names",
+                             hint="for i, j in T.Parallel(8, 8): one name per extent")
         vars_ = [Var(self.unique(n.id)) for n in names]
         scope = {n.id: (v if it.steps[k] == 1 else it.starts[k] + v * it.steps[k])
                  for k, (n, v) in enumerate(zip(names, vars_))}
-        body = self.in_scope(lambda: self.block(node.body), scope)
+        self.parallel_depth += it.kind == "parallel"
+        try:
+            body = self.in_scope(lambda: self.block(node.body), scope)
+        finally:
+            self.parallel_depth -= it.kind == "parallel"
         span = self.span(node)
         for k in reversed(range(len(vars_))):
             start = it.starts[k] if it.steps[k] == 1 else 0
@@ -366,10 +388,14 @@ class Parser:
         try:
             scope = {n.id: v for n, v in zip(names, block_vars)}
             body = self.in_scope(lambda: self.block(node.body), scope)
+            scope = self.last_scope
             allocs = tuple(self.allocs)
             layouts = self.layouts
         finally:
             self.allocs = None
+        for n, v in scope.items():
+            if isinstance(v, Buffer):
+                self.finished[n] = (v, node.lineno + self.line_offset)
         kernel = ir.Kernel(tuple(ir.convert(g) for g in spec.grid), tuple(block_vars), spec.threads,
                            allocs, body, span=self.span(node),
                            layout_spans=tuple((n, sp) for n, (_, sp) in layouts.items()))
@@ -386,7 +412,10 @@ class Parser:
     def expr(self, node: ast.expr) -> Any:
         method = getattr(self, "expr_" + type(node).__name__, None)
         if method is None:
-            raise self.error(node, f"'{type(node).__name__}' expressions are not supported in a kernel")
+            raise self.error(node, f"'{type(node).__name__}' expressions are not supported in a kernel",
+                             hint="T.print's message is a constant string" if isinstance(node, ast.JoinedStr)
+                             else "kernels use arithmetic, comparisons, conditional expressions, indexing, "
+                                  "T.* calls and calls of Python helpers")
         return method(node)
 
     def expr_Constant(self, node):
@@ -420,7 +449,13 @@ class Parser:
         try:
             return getattr(base, node.attr)
         except AttributeError:
-            raise self.error(node, f"{type(base).__name__} has no attribute '{node.attr}'") from None
+            if base is T or getattr(base, "__name__", "") == "tiledsl.language":
+                close = difflib.get_close_matches(node.attr, T.__all__, n=1)
+                raise self.error(node, f"T has no '{node.attr}'" + (f"; did you mean T.{close[0]}?" if close else ""),
+                                 hint="the T namespace follows TileLang's names: see tiledsl.language.__all__") from None
+            raise self.error(node, f"{type(base).__name__} has no attribute '{node.attr}'",
+                             hint=f"{type(base).__name__} is a Python value here, evaluated when the kernel "
+                                  f"is defined") from None
 
     def expr_BinOp(self, node: ast.BinOp):
         return self.binop(_PY_BINOPS[type(node.op)], self.expr(node.left), self.expr(node.right), node)
@@ -450,7 +485,9 @@ class Parser:
         try:
             return ir.binop(op, a, b)
         except (TypeError, ZeroDivisionError) as e:
-            raise self.error(node, str(e), cls=TypeCheckError) from None
+            raise self.error(node, str(e), cls=TypeCheckError,
+                             hint="a // b divides integers (rounding down); T.cast(a, \"float32\") / b "
+                                  "divides as floats") from None
 
     def expr_UnaryOp(self, node: ast.UnaryOp):
         v = self.expr(node.operand)
@@ -526,11 +563,21 @@ class Parser:
                 out.append(self.expr(e))
         return out
 
+    def check_indices(self, node: ast.AST, buf: Buffer, idx: list) -> None:
+        for i in idx:
+            if isinstance(i, (Buffer, RegionRef)) or not isinstance(i, (Expr, int)) or isinstance(i, bool):
+                raise self.error(node, f"index {i!r} of '{buf.name}' is not an integer", cls=TypeCheckError,
+                                 hint="indices are integer expressions of loop and block variables")
+            if isinstance(i, Expr) and not i.dtype.is_int:
+                raise self.error(node, f"index {i} of '{buf.name}' is {i.dtype}, not an integer",
+                                 cls=TypeCheckError, hint=f"convert it: T.cast({i}, \"int64\")")
+
     def expr_Subscript(self, node: ast.Subscript):
         base = self.expr(node.value)
         if not isinstance(base, Buffer):
             if isinstance(base, Expr):
-                raise self.error(node, "run-time scalars cannot be indexed")
+                raise self.error(node, "run-time scalars cannot be indexed",
+                                 hint="a scalar parameter or variable holds one value; index a buffer")
             key = self.indices(node)
             key = key[0] if len(key) == 1 else tuple(key)
             try:
@@ -543,12 +590,7 @@ class Parser:
                              cls=TypeCheckError)
         if any(isinstance(i, slice) for i in idx) or len(idx) < base.ndim:
             return RegionRef(base, tuple(idx), self.span(node))
-        for i in idx:
-            if isinstance(i, (Buffer, RegionRef)) or not isinstance(i, (Expr, int)) or isinstance(i, bool):
-                raise self.error(node, f"index {i!r} of '{base.name}' is not an integer", cls=TypeCheckError)
-            if isinstance(i, Expr) and not i.dtype.is_int:
-                raise self.error(node, f"index {i} of '{base.name}' is {i.dtype}, not an integer",
-                                 cls=TypeCheckError)
+        self.check_indices(node, base, idx)
         return ir.Load(base, tuple(ir.convert(i) for i in idx), base.dtype)
 
     def expr_Call(self, node: ast.Call):
@@ -576,13 +618,32 @@ class Parser:
             return ir.cast(args[0], "float32")
         if fn is _py.int and args and isinstance(args[0], Expr):
             return ir.cast(args[0], "int64")
+        runtime = any(isinstance(a, Expr) for a in list(args) + list(kwargs.values()))
+        if fn is _py.print and runtime:
+            raise self.error(node, "print() runs when the kernel is defined, before any value exists",
+                             hint="use T.print(value, \"message\") to print run-time values")
         try:
             return fn(*args, **kwargs)
         except (TypeError, ValueError, ZeroDivisionError) as e:
-            name = getattr(fn, "__name__", repr(fn))
-            raise self.error(node, f"{name}: {e}", cls=TypeCheckError) from None
+            raise self.call_error(node, fn, e, runtime) from None
         except RuntimeError as e:
             raise self.error(node, str(e)) from None
+
+    def call_error(self, node: ast.Call, fn, e: Exception, runtime: bool) -> Exception:
+        name = getattr(fn, "__name__", repr(fn))
+        if "truth value of IR expression" in str(e):
+            return self.error(node, f"{name}: the truth value of a run-time value is not known when the "
+                                    f"kernel is defined", cls=TypeCheckError,
+                              hint="inside helpers, choose with T.if_then_else(cond, a, b) or T.max / T.min; "
+                                   "Python's if / and / or / not need Python values")
+        module = getattr(fn, "__module__", "") or ""
+        if runtime and not module.startswith("tiledsl") and isinstance(e, TypeError):
+            qual = f"{module}.{name}" if module not in ("", "builtins") else name
+            alt = f"; use T.{name}" if name in T.__all__ else ""
+            return self.error(node, f"Python's {qual} cannot take a run-time value{alt}", cls=TypeCheckError,
+                              hint="Python functions run when the kernel is defined; the T namespace has "
+                                   "the run-time versions (T.exp, T.max, T.abs, ...)")
+        return self.error(node, f"{name}: {e}", cls=TypeCheckError)
 
     def call_statement(self, handler: str, fn, node: ast.Call, args: list, kwargs: dict):
         if handler in _LOOP_KINDS:
@@ -594,10 +655,21 @@ class Parser:
                 raise self.error(node, f"T.Kernel got unexpected arguments {sorted(kwargs)}")
             if not 1 <= len(args) <= 3:
                 raise self.error(node, "T.Kernel takes 1 to 3 grid dimensions")
-            return _KernelSpec(tuple(args), int(threads if threads is not None else 128))
+            for g in args:
+                if not (_py_int(g) or isinstance(g, Expr) and g.dtype.is_int):
+                    raise self.error(node, f"T.Kernel grid dimension {g!r} is not an integer", cls=TypeCheckError)
+            threads = 128 if threads is None else threads
+            if not _py_int(threads) or threads <= 0:
+                raise self.error(node, f"T.Kernel threads must be a positive Python integer, got {threads!r}",
+                                 cls=TypeCheckError)
+            return _KernelSpec(tuple(args), int(threads))
         if self.allocs is None:
             raise self.error(node, f"T.{getattr(fn, '__name__', handler)} must be inside 'with T.Kernel(...)'",
                              hint="tile buffers and tile operations belong to a block of the grid")
+        if self.parallel_depth and handler in _WHOLE_TILE_OPS:
+            raise self.error(node, f"T.{fn.__name__} cannot be used inside a T.Parallel loop",
+                             hint="tile operations act on whole tiles, once per block: move it out of "
+                                  "the loop, or write elements (t[i] = A[r, i]) inside it")
         return TILE_HANDLERS[handler](self, node, args, kwargs)
 
     def loop_spec(self, kind: str, node: ast.Call, args: list, kwargs: dict) -> "_LoopSpec":
@@ -606,6 +678,10 @@ class Parser:
             stages = kwargs.pop("num_stages", 2)
             for k in ("order", "stage", "group"):
                 kwargs.pop(k, None)
+            if not _py_int(stages) or stages < 0:
+                raise self.error(node, f"num_stages must be a positive Python integer, got {stages!r}",
+                                 hint="T.Pipelined(n, num_stages=2): how many tiles are in flight",
+                                 cls=TypeCheckError)
             annotations = (("num_stages", int(stages)),)
         if kwargs:
             raise self.error(node, f"unexpected keyword arguments {sorted(kwargs)}")
@@ -614,7 +690,8 @@ class Parser:
         for a in args:
             if isinstance(a, (Buffer, RegionRef)) or (isinstance(a, Expr) and not a.dtype.is_int) \
                     or isinstance(a, float):
-                raise self.error(node, f"loop bound {a!r} is not an integer", cls=TypeCheckError)
+                raise self.error(node, f"loop bound {a!r} is not an integer", cls=TypeCheckError,
+                                 hint="loop bounds are integers; T.ceildiv(n, block) rounds a division up")
         if kind == "parallel":
             return _LoopSpec(kind, (0,) * len(args), tuple(args), (1,) * len(args), annotations)
         if len(args) > 3:
@@ -649,6 +726,11 @@ class _LoopSpec:
 class _KernelSpec:
     def __init__(self, grid, threads):
         self.grid, self.threads = grid, threads
+
+
+def _py_int(x) -> bool:
+    """A Python (or numpy) integer known when the kernel is defined."""
+    return not isinstance(x, (bool, Expr)) and hasattr(x, "__index__")
 
 
 def _hashable(x) -> bool:

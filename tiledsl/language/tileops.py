@@ -14,7 +14,35 @@ from .. import ir
 from ..errors import TypeCheckError
 from ..ir import Buffer, Expr, Region, Span
 
-__all__ = ["RegionRef", "TILE_HANDLERS"]
+__all__ = ["RegionRef", "TILE_HANDLERS", "usage_hint"]
+
+# The default hint of an error about a T construct: how it is used. Keys are message prefixes.
+USAGE = {
+    "T.copy": "T.copy(src, dst) copies a region: each side is a tile, a slice A[i, 0:64] or a start "
+              "element A[by * 64, k * 32] (whose extents are the other side's); the non-unit extents "
+              "of the two sides must agree",
+    "T.gemm": "T.gemm(A_s, B_s, C_f, transpose_A=False, transpose_B=False, clear_accum=False) computes "
+              "C_f += A_s @ B_s on 2-D shared / fragment tiles: A is MxK (KxM with transpose_A), B is KxN "
+              "(NxK with transpose_B), C is MxN; float16 / bfloat16 accumulate in float32, int8 in int32",
+    "T.reduce": "T.reduce_sum(src, dst, dim=-1, clear=True): src and dst are shared / fragment tiles and "
+                "dst has src's shape without dimension dim",
+    "T.fill": "T.fill(tile_or_region, value) sets every element to one scalar; T.clear(tile) to zero",
+    "T.clear": "T.clear(tile) sets every element of a shared / fragment tile to zero",
+    "T.alloc": "T.alloc_shared((rows, cols), \"float16\") / T.alloc_fragment(...) inside 'with T.Kernel(...)': "
+               "a shape of Python ints and a dtype",
+    "T.annotate_layout": "T.annotate_layout({A_s: layout}): a tiledsl.layout.Layout over the tile's shape, "
+                         "one per buffer",
+    "T.print": "T.print(value, \"message\") prints a run-time value, T.print(tile) every element of a buffer",
+    "T.Kernel": "with T.Kernel(grid_x, grid_y, threads=128) as (bx, by): one to three integer grid sizes",
+    "a tile shape": "on-chip tiles have shapes known when the kernel is defined: a tuple of Python ints",
+    "unknown dtype": "write a dtype as a string (\"float16\") or as T.float16",
+}
+
+
+def usage_hint(msg: str) -> Optional[str]:
+    """The usage of the T construct an error message starts with, if any."""
+    keys = [k for k in USAGE if msg.startswith(k)]
+    return USAGE[max(keys, key=len)] if keys else None
 
 
 @dataclass(frozen=True)
