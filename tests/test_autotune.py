@@ -32,6 +32,15 @@ def test_ties_and_near_ties_go_to_the_config_listed_first():
     assert choose([rec(0, 0.995), rec(1, 1.02)], tie_rtol=0.03).index == 0
 
 
+def test_minimum_ranks_by_default_median_on_request():
+    noisy = Record(0, {}, "ok", median=5.0, min=1.0, max=9.0)  # fast, but preempted half the time
+    steady = Record(1, {}, "ok", median=2.0, min=2.0, max=2.1)
+    assert choose([noisy, steady]).index == 0
+    assert choose([noisy, steady], by="median").index == 1
+    with pytest.raises(ValueError, match="rank_by must be 'min' or 'median'"):
+        tiledsl.autotune(configs=[{}], rank_by="mean")
+
+
 def test_failed_configs_never_win():
     records = [rec(0, None, "compile_error"), rec(1, 0.1, "check_failed"), rec(2, 3.0)]
     assert choose(records).index == 2

@@ -1,9 +1,14 @@
 """What one config's tuning came to (`Record`), the rule that picks the winner, and the table.
 
-The rule: the fastest median wins, except that every config within `tie_rtol` of it (a near-tie,
-inside the noise of a timing) counts as tied, and of the tied configs the one listed first in
-`configs` wins. So two runs whose timings differ only by noise pick the same config, and the
-user says which of equally fast configs they prefer by the order they list them in.
+The rule: the config with the fastest time wins, except that every config within `tie_rtol` of
+it (a near-tie, inside the noise of a timing) counts as tied, and of the tied configs the one
+listed first in `configs` wins. So two runs whose timings differ only by noise pick the same
+config, and the user says which of equally fast configs they prefer by the order they list them.
+
+The time compared is each config's minimum by default: on a CPU shared with other processes,
+interference only ever adds time (a preempted OpenMP thread holds up the whole parallel region
+for a scheduler time slice), so the minimum is what repeats from run to run while the median
+moves with the machine's load. `by="median"` compares medians instead.
 """
 from __future__ import annotations
 
@@ -38,13 +43,13 @@ class Record:
         return self.status == OK
 
 
-def choose(records: Sequence[Record], tie_rtol: float = 0.03) -> Optional[Record]:
+def choose(records: Sequence[Record], tie_rtol: float = 0.03, by: str = "min") -> Optional[Record]:
     """The winning record (see the module docstring), or None when no config succeeded."""
-    ok = [r for r in records if r.ok and r.median is not None]
+    ok = [r for r in records if r.ok and getattr(r, by) is not None]
     if not ok:
         return None
-    best = min(r.median for r in ok)
-    tied = [r for r in ok if r.median <= best * (1.0 + tie_rtol)]
+    best = min(getattr(r, by) for r in ok)
+    tied = [r for r in ok if getattr(r, by) <= best * (1.0 + tie_rtol)]
     return min(tied, key=lambda r: r.index)
 
 

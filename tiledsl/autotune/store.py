@@ -1,8 +1,8 @@
 """Tuning results on disk, one small JSON file per (kernel, config).
 
-A result's key is the hash of the config and of the compiled kernel's own cache-key fields
-(`tiledsl.runtime.cpp.key_fields`: the specialised IR, so the shapes, dtypes and tile sizes;
-the target's CPU name and features; the compiler and flags; tiledsl's source), so editing the
+A result's key is the hash of the config and of `kernel_fields`: the specialised IR (so the
+shapes, dtypes and tile sizes), the target (CPU name and features, or GPU arch), the compiler
+and tiledsl's own source, so editing the
 kernel, moving to another CPU or another compiler never reuses a timing, while adding a config
 to the list leaves the other configs' results valid: only the new one is compiled and timed.
 
@@ -20,10 +20,13 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
+from ..errors import TileDSLError
 from ..runtime import cache
+from ..runtime.build import compiler_info
+from ..runtime.cpp import tiledsl_fingerprint, tvm_ffi_version
 from .choose import OK, Record
 
-__all__ = ["result_key", "load", "save", "check_id", "jsonable"]
+__all__ = ["kernel_fields", "result_key", "load", "save", "check_id", "jsonable"]
 
 log = logging.getLogger("tiledsl.autotune")
 
@@ -40,6 +43,18 @@ def jsonable(v: Any) -> Any:
     if isinstance(v, dict):
         return {str(k): jsonable(x) for k, x in v.items()}
     return repr(v)
+
+
+def kernel_fields(func: Any, target: Any, backend: Any = None) -> Dict[str, Any]:
+    """What makes a timing valid: the specialised IR, the target (every field: kind, CPU name and
+    features or GPU arch, ISA), the backend asked for, the C++ compiler, tiledsl's source and
+    tvm-ffi."""
+    try:
+        compiler = list(compiler_info())
+    except TileDSLError:
+        compiler = None
+    return {"ir": func.script(), "target": repr(target), "backend": jsonable(backend), "compiler": compiler,
+            "tiledsl": tiledsl_fingerprint(), "tvm_ffi": tvm_ffi_version()}
 
 
 def result_key(kernel_fields: Dict[str, Any], config: Dict[str, Any]) -> str:

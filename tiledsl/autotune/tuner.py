@@ -12,12 +12,13 @@ with a stored result are not touched again; the others compile in parallel (`poo
 one after another in this process, run once on seeded inputs with NaN-filled outputs and are
 compared with `ref_prog` when given, then timed with `tiledsl.bench` on fresh outputs. Failed
 and timed-out configs are reported in the table with their reason and skipped; the winner is
-chosen by `choose.choose` (fastest median, near-ties to the config listed first).
+chosen by `choose.choose` (fastest minimum, near-ties to the config listed first).
 """
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -25,7 +26,6 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from ..errors import TileDSLError
 from ..profiler import BenchResult, bench
 from ..runtime import cache
-from ..runtime.cpp import key_fields
 from ..runtime.kernel import JITKernel
 from ..target import Target
 from . import check, store
@@ -57,13 +57,15 @@ class Settings:
     rtol: float = 1e-2
     atol: float = 1e-2
     tie_rtol: float = 0.03
+    rank_by: str = "min"
     benchmark: Optional[Benchmark] = None
     progress: bool = True
 
 
 @dataclass(frozen=True)
 class AutotuneResult:
-    """The winner (`config`, `latency` median ms, its `kernel`) and every config's `records`."""
+    """The winner (`config`, `latency` in ms: its min or median as ranked, its `kernel`) and
+    every config's `records`."""
 
     kernel: JITKernel
     config: Dict[str, Any]
@@ -116,7 +118,7 @@ class AutoTuner:
 
 def autotune(configs: ConfigSpace, *, warmup: int = 3, rep: int = 20, timeout: float = 60.0,
              ref_prog: Optional[Callable] = None, supply_prog: Optional[Callable] = None,
-             rtol: float = 1e-2, atol: float = 1e-2, tie_rtol: float = 0.03,
+             rtol: float = 1e-2, atol: float = 1e-2, tie_rtol: float = 0.03, rank_by: str = "min",
              benchmark: Optional[Benchmark] = None, progress: bool = True) -> Callable[[Any], AutoTuner]:
     """Decorate a `@tiledsl.jit` factory with a search over `configs`.
 
@@ -127,12 +129,15 @@ def autotune(configs: ConfigSpace, *, warmup: int = 3, rep: int = 20, timeout: f
     ref_prog: `ref_prog(*inputs)` returns the expected output(s); configs whose outputs differ
         beyond `rtol`/`atol` are skipped. supply_prog: `supply_prog(kernel)` returns the inputs
         (default: seeded random arrays of the parameters' shapes and dtypes).
-    tie_rtol: configs within this relative distance of the fastest median count as tied; the
-        tied config listed first wins.
+    tie_rtol, rank_by: configs whose `rank_by` time ("min", the default, or "median") is within
+        `tie_rtol` of the fastest count as tied; the tied config listed first wins (choose.py).
     benchmark: `benchmark(kernel, args, config)` returning ms (or a BenchResult) replaces the
         timing, e.g. to test the choice logic without a clock.
     """
-    settings = Settings(warmup, rep, timeout, ref_prog, supply_prog, rtol, atol, tie_rtol, benchmark, progress)
+    if rank_by not in ("min", "median"):
+        raise ValueError(f"autotune: rank_by must be 'min' or 'median', got {rank_by!r}")
+    settings = Settings(warmup, rep, timeout, ref_prog, supply_prog, rtol, atol, tie_rtol, rank_by,
+                        benchmark, progress)
     return lambda jit_factory: AutoTuner(jit_factory, configs, settings)
 
 
@@ -168,8 +173,8 @@ class _Run:
         bar.start("bench", len(built))
         for i in built:
             rec = self._finish(self._measure(i, todo[i]))
-            best = choose(list(self.records.values()), self.s.tie_rtol)
-            bar.step("bench", failed=not rec.ok, best=f"{best.median:.4g} ms" if best else None)
+            best = choose(list(self.records.values()), self.s.tie_rtol, self.s.rank_by)
+            bar.step("bench", failed=not rec.ok, best=f"{getattr(best, self.s.rank_by):.4g} ms" if best else None)
         bar.end("bench")
         bar.close(cached)
         return self._result(t0)
@@ -180,7 +185,8 @@ class _Run:
         except Exception as e:  # noqa: BLE001 - a config the factory rejects is that config's result
             self.records[i] = Record(i, cfg, "frontend_error", reason=f"{type(e).__name__}: {e}")
             return
-        self.keys[i] = store.result_key(key_fields(func, target), cfg)
+        backend = [getattr(self.tuner.jit, "backend", None), os.environ.get("TILEDSL_CPU_BACKEND", "")]
+        self.keys[i] = store.result_key(store.kernel_fields(func, target, backend), cfg)
         rec = store.load(self.keys[i], i, cfg, self.check_id)
         if rec is not None:
             self.records[i] = rec
@@ -232,12 +238,13 @@ class _Run:
 
     def _result(self, t0: float) -> AutotuneResult:
         records = tuple(self.records[i] for i in sorted(self.records))
-        best = choose(records, self.s.tie_rtol)
+        best = choose(records, self.s.tie_rtol, self.s.rank_by)
         if best is None:
             raise AutotuneError(f"{self.tuner.name}: no config compiled, passed the check and ran:\n"
                                 f"{format_table(records)}")
         kernel = self.tuner.jit(*self.args, **{**self.kwargs, **best.config})
-        result = AutotuneResult(kernel, dict(best.config), best.median, records, time.perf_counter() - t0)
+        latency = getattr(best, self.s.rank_by)
+        result = AutotuneResult(kernel, dict(best.config), latency, records, time.perf_counter() - t0)
         log.info("autotune %s: best %s at %.4g ms (%d of %d configs measured, %.2f s)", self.tuner.name,
-                 best.config, best.median, result.measured, len(records), result.seconds)
+                 best.config, latency, result.measured, len(records), result.seconds)
         return result

@@ -55,6 +55,8 @@ class JITKernel:
         self._written = set(written) if written is not None else stored_buffers(self.lowered)
         self._bf16 = any(isinstance(p, Buffer) and p.dtype.name == "bfloat16" for p in self.params)
         self._sym_sources = self._symbol_sources()
+        self._static_shapes = {p.name: tuple(s.value for s in p.shape) for p in self.params
+                               if isinstance(p, Buffer) and all(isinstance(s, Const) for s in p.shape)}
 
     @property
     def lowered(self) -> PrimFunc:
@@ -73,22 +75,21 @@ class JITKernel:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs:
             args = self._merge_kwargs(args, kwargs)
-        n_all, n_in = len(self.params), len(self.inputs)
-        if len(args) == n_all and self.out_idx:
-            self._call(list(args))
+        n = len(args)
+        if n == len(self.params) and self.out_idx:  # outputs passed in: nothing to allocate
+            self._call(args)
             return None
-        if len(args) != n_in:
+        if n != len(self.inputs):
             names = ", ".join(p.name for p in self.inputs)
-            raise TypeError(f"{self.name}: expects {n_in} argument{'s' if n_in != 1 else ''} "
-                            f"({names}), got {len(args)}")
-        full: List[Any] = [None] * n_all
-        it = iter(args)
-        for i in range(n_all):
-            if i not in self.out_idx:
-                full[i] = next(it)
+            raise TypeError(f"{self.name}: expects {len(self.inputs)} argument{'s' if len(self.inputs) != 1 else ''} "
+                            f"({names}), got {n}")
+        if not self.out_idx:
+            self._call(args)
+            return None
         outs = [self._allocate(self.params[i], args) for i in self.out_idx]
-        for i, o in zip(self.out_idx, outs):
-            full[i] = o
+        full = list(args)
+        for i, o in zip(self.out_idx, outs):  # ascending, so each lands at its own index
+            full.insert(i, o)
         self._call(full)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
@@ -109,10 +110,13 @@ class JITKernel:
                             f"{', '.join(repr(m) for m in missing)}")
         return tuple(out)
 
-    def _call(self, full: List[Any]) -> None:
-        for i, (p, a) in enumerate(zip(self.params, full)):
-            if isinstance(a, np.ndarray):
-                full[i] = self._numpy_arg(p, a)
+    def _call(self, full: Sequence[Any]) -> None:
+        # The common case (writable numpy arrays of DLPack dtypes) goes straight through.
+        for a in full:
+            if isinstance(a, np.ndarray) and (self._bf16 or a.dtype.kind == "V" or not a.flags.writeable):
+                full = [self._numpy_arg(p, x) if isinstance(x, np.ndarray) else x
+                        for p, x in zip(self.params, full)]
+                break
         self._fn(*full)
 
     def _numpy_arg(self, p: Any, a: np.ndarray) -> Any:
@@ -163,8 +167,10 @@ class JITKernel:
         return tuple(dims)
 
     def _allocate(self, p: Buffer, args: Sequence[Any]) -> Any:
-        shape = self._shape_of(p, args)
+        shape = self._static_shapes.get(p.name) or self._shape_of(p, args)
         for a in args:
+            if type(a) is np.ndarray:
+                continue
             mod = type(a).__module__.split(".")[0]
             if mod == "torch":
                 import torch
