@@ -300,8 +300,8 @@ class Machine:
         hint = ("on-chip tiles have a fixed shape: check the loop extents and index arithmetic"
                 if mem.on_chip else "in strict mode a global access outside the tensor is an error "
                 "(by default it reads 0 and a store is dropped, as on every target)")
-        raise self.error(OutOfBoundsError, f"index ({', '.join(str(i) for i in key)}) is out of bounds for "
-                                           f"{where} '{mem.name}' of shape {shape}", hint=hint)
+        raise self.error(OutOfBoundsError, f"index {mem.name}[{', '.join(str(i) for i in key)}] is out of "
+                                           f"bounds for {where} '{mem.name}' of shape {shape}", hint=hint)
 
     def _lane_access(self, mem: Mem, idx: list, mask, what: str):
         """(active lanes, key of the in-range active lanes, their selector) for an element
