@@ -239,6 +239,7 @@ def test_clear_and_disable(cache_dir, tmp_path, monkeypatch):
     assert not (cache_dir / "kernels").exists()
     a = np.ones(100, np.float32)
     np.testing.assert_array_equal(k(a), a + 3)  # a loaded kernel keeps working
+    assert "__tvm_ffi_add_one" in k.get_kernel_source()
 
     monkeypatch.setenv("TILEDSL_CACHE", "0")
     assert not tiledsl.cache.enabled()

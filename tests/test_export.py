@@ -17,26 +17,20 @@ import tiledsl.language as T
 
 
 @tiledsl.jit(out_idx=[-1])
-def mm(M, N, K, block_M=32, block_N=32, block_K=32):
+def axpy(M, N, block_M=16):
     @T.prim_func
-    def main(A: T.Tensor((M, K), "float32"), B: T.Tensor((K, N), "float32"), C: T.Tensor((M, N), "float32")):
-        with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M)) as (bx, by):
-            A_s = T.alloc_shared((block_M, block_K), "float32")
-            B_s = T.alloc_shared((block_K, block_N), "float32")
-            C_f = T.alloc_fragment((block_M, block_N), "float32")
-            T.clear(C_f)
-            for k in T.Pipelined(T.ceildiv(K, block_K), num_stages=2):
-                T.copy(A[by * block_M, k * block_K], A_s)
-                T.copy(B[k * block_K, bx * block_N], B_s)
-                T.gemm(A_s, B_s, C_f)
-            T.copy(C_f, C[by * block_M, bx * block_N])
+    def main(alpha: T.float32, X: T.Tensor((M, N), "float32"), Y: T.Tensor((M, N), "float32"),
+             Z: T.Tensor((M, N), "float32")):
+        with T.Kernel(T.ceildiv(M, block_M)) as bx:
+            for i, j in T.Parallel(block_M, N):
+                Z[bx * block_M + i, j] = alpha * X[bx * block_M + i, j] + Y[bx * block_M + i, j]
     return main
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    path = tmp_path_factory.mktemp("export") / "libmm64.so"
-    k = mm(64, 64, 64)
+    path = tmp_path_factory.mktemp("export") / "libaxpy.so"
+    k = axpy(64, 48)
     assert k.export_library(str(path)) == str(path)
     return k, path
 
@@ -47,12 +41,12 @@ PY_CLIENT = textwrap.dedent('''
     import tvm_ffi
     f = tvm_ffi.load_module(sys.argv[1])[sys.argv[2]]
     rng = np.random.default_rng(1)
-    a = rng.standard_normal((64, 64), dtype=np.float32)
-    b = rng.standard_normal((64, 64), dtype=np.float32)
-    c = np.empty((64, 64), np.float32)
-    f(a, b, c)
-    assert np.allclose(c, a @ b, rtol=1e-4, atol=1e-4), "wrong result"
-    for bad in ((a.astype(np.float64), b, c), (a[:32], b, c)):
+    x = rng.standard_normal((64, 48), dtype=np.float32)
+    y = rng.standard_normal((64, 48), dtype=np.float32)
+    z = np.empty((64, 48), np.float32)
+    f(2.5, x, y, z)
+    assert np.allclose(z, np.float32(2.5) * x + y, rtol=1e-6, atol=1e-6), "wrong result"  # g++ may fuse to FMA
+    for bad in ((2.5, x.astype(np.float64), y, z), (2.5, x[:32], y, z), ("a", x, y, z)):
         try:
             f(*bad)
         except (TypeError, ValueError) as e:
@@ -71,8 +65,9 @@ def test_exported_library_runs_without_tiledsl(exported, tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[-1] == "ok"
-    assert "TypeError mm: argument 'A' expects float32, got float64" in lines
-    assert any(l.startswith("ValueError mm: argument 'A' expects shape (64, 64)") for l in lines), lines
+    assert lines[:3] == ["TypeError axpy: argument 'X' expects float32, got float64",
+                         "ValueError axpy: argument 'X' expects shape (64, 48), got (32, 48)",
+                         "TypeError axpy: argument 'alpha' expects a float32 scalar, got str"]
 
 
 CPP_CLIENT = r'''
@@ -88,27 +83,22 @@ struct CPUAlloc {
   void AllocData(DLTensor* t) { t->data = std::malloc(ffi::GetDataSize(*t)); }
   void FreeData(DLTensor* t) { std::free(t->data); }
 };
-static ffi::Tensor empty(int64_t n, int bits) {
-  return ffi::Tensor::FromNDAlloc(CPUAlloc(), {n, n}, DLDataType{kDLFloat, (uint8_t)bits, 1}, DLDevice{kDLCPU, 0});
+static ffi::Tensor empty(int64_t m, int64_t n, int bits) {
+  return ffi::Tensor::FromNDAlloc(CPUAlloc(), {m, n}, DLDataType{kDLFloat, (uint8_t)bits, 1}, DLDevice{kDLCPU, 0});
 }
 int main(int argc, char** argv) {
   ffi::Module mod = ffi::Module::LoadFromFile(argv[1]);
   ffi::Function f = mod->GetFunction(argv[2]).value();
-  const int n = 64;
-  ffi::Tensor a = empty(n, 32), b = empty(n, 32), c = empty(n, 32);
-  float *pa = (float*)a.data_ptr(), *pb = (float*)b.data_ptr(), *pc = (float*)c.data_ptr();
-  for (int i = 0; i < n * n; ++i) { pa[i] = (float)(i % 7 - 3); pb[i] = (float)(i % 5 - 2); }
-  f(a, b, c);
+  const int m = 64, n = 48;
+  ffi::Tensor x = empty(m, n, 32), y = empty(m, n, 32), z = empty(m, n, 32);
+  float *px = (float*)x.data_ptr(), *py = (float*)y.data_ptr(), *pz = (float*)z.data_ptr();
+  for (int i = 0; i < m * n; ++i) { px[i] = (float)(i % 7 - 3); py[i] = (float)(i % 5 - 2); }
+  f(0.5, x, y, z);
   double err = 0;
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < n; ++j) {
-      double s = 0;
-      for (int k = 0; k < n; ++k) s += pa[i * n + k] * pb[k * n + j];
-      err = std::fmax(err, std::fabs(s - pc[i * n + j]));
-    }
+  for (int i = 0; i < m * n; ++i) err = std::fmax(err, std::fabs(0.5 * px[i] + py[i] - pz[i]));
   std::printf("max error %g\n", err);
   try {
-    f(empty(n, 64), b, c);
+    f(0.5, empty(m, n, 64), y, z);
     std::printf("no error\n");
   } catch (const ffi::Error& e) {
     std::printf("%s: %s\n", e.kind().c_str(), e.message().c_str());
@@ -132,7 +122,7 @@ def test_cpp_program_loads_the_exported_library(exported, tmp_path):
     out = subprocess.run([str(tmp_path / "client"), str(path), k.name], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["max error 0",
-                                       "TypeError: mm: argument 'A' expects float32, got float64"]
+                                       "TypeError: axpy: argument 'X' expects float32, got float64"]
 
 
 def test_export_overwrites_and_uses_the_backend_hook(exported, tmp_path):
@@ -143,10 +133,10 @@ def test_export_overwrites_and_uses_the_backend_hook(exported, tmp_path):
     assert target.read_bytes() == path.read_bytes()
 
     written = []
-    in_process = tiledsl.JITKernel(k.func, k.lowered, "", None, k._fn, k.out_idx, k.target, written=["C"],
+    in_process = tiledsl.JITKernel(k.func, k.lowered, "", None, k._fn, k.out_idx, k.target, written=["Z"],
                                    exporter=lambda p: written.append(p))
     in_process.export_library(tmp_path / "x.so")
     assert written == [str(tmp_path / "x.so")]
-    no_hook = tiledsl.JITKernel(k.func, k.lowered, "", None, k._fn, k.out_idx, k.target, written=["C"])
-    with pytest.raises(NotImplementedError, match="mm: the cpu backend .* cannot export"):
+    no_hook = tiledsl.JITKernel(k.func, k.lowered, "", None, k._fn, k.out_idx, k.target, written=["Z"])
+    with pytest.raises(NotImplementedError, match="axpy: the cpu backend .* cannot export"):
         no_hook.export_library(tmp_path / "y.so")

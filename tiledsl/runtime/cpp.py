@@ -3,7 +3,8 @@
 The disk key is computed before any lowering, from the printed specialised IR and everything
 else that shapes the binary (`key_fields`), so a kernel found on disk skips the passes, the
 code generator and the compiler: a fresh process gets it in milliseconds. Lowering (for
-`kernel.get_ir(lowered=True)`) then happens only when asked for.
+`kernel.get_ir(lowered=True)`) then happens only when asked for; the C++ source is read from
+the entry.
 """
 from __future__ import annotations
 
@@ -99,8 +100,9 @@ def compile_cpp(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = (),
         for stage in ("passes", "codegen", "c++"):  # "cache" was their sum plus the bookkeeping
             report.stages["cache"] -= report.stages.get(stage, 0.0)
     report.log("compiled" if entry.built else "loaded", target, key)
-    source_file = entry.file(entry.meta["source"])
-    kernel = JITKernel(func, lambda: _lower(func, target), source_file.read_text,
+    # Read now (~20 us): a later tiledsl.cache.clear() must not take the source from the kernel.
+    source = entry.file(entry.meta["source"]).read_text()
+    kernel = JITKernel(func, lambda: _lower(func, target), source,
                        str(entry.file(entry.meta["library"])), fn, out_idx, target,
                        written=entry.meta["written"], cache_key=key)
     kernel._module = module  # the library stays loaded as long as the kernel lives
