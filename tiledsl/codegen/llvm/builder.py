@@ -12,7 +12,7 @@ import re
 import struct
 from typing import Dict, List, Optional, Tuple
 
-__all__ = ["Function", "Module", "Val", "float_literal", "c_string"]
+__all__ = ["Function", "Module", "Val", "float_literal", "c_string", "string_globals"]
 
 
 class Val:
@@ -45,6 +45,15 @@ def c_string(text: str) -> Tuple[str, int]:
     data = text.encode() + b"\0"
     body = "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else "\\%02X" % b for b in data)
     return f'c"{body}"', len(data)
+
+
+def string_globals(strings: Dict[str, str]) -> str:
+    """`@name = private constant [n x i8] c"..."` for each (name, C string)."""
+    out = []
+    for name, text in strings.items():
+        lit, n = c_string(text)
+        out.append(f"@{name} = private unnamed_addr constant [{n} x i8] {lit}")
+    return "\n".join(out) + "\n"
 
 
 class Function:
