@@ -219,6 +219,20 @@ CATALOGUE = [
         with T.Kernel(4) as (bx, by):  # <-
             A[0, 0] = 1.0
     """),
+    M("branch_local", FrontendError, "'y' is assigned inside the if on line 9, so it does not exist after it", """
+        with T.Kernel(1) as bx:
+            if x > 0:
+                y = x * 2.0
+            else:
+                y = x
+            A[0, 0] = y  # <-
+    """),
+    M("loop_local", FrontendError, "'s' is assigned inside the loop on line 9, so it does not exist after it", """
+        with T.Kernel(1) as bx:
+            for i in T.serial(64):
+                s = A[i, 0] * 2.0
+            B[0, 0] = s  # <-
+    """),
     # ---- parameters
     M("assign_scalar_param", FrontendError, "'n' is a kernel parameter and cannot be assigned", """
         with T.Kernel(1) as bx:

@@ -94,6 +94,7 @@ class Parser:
         self.func_name = fn.__name__
         self.finished: dict = {}  # tile name -> (Buffer, line) of kernels already parsed
         self.parallel_depth = 0  # T.Parallel loops around the statement being parsed
+        self.block_locals: dict = {}  # run-time variable -> (line, "if" / "loop") it was local to
 
     # ---- helpers ----
 
@@ -124,6 +125,12 @@ class Parser:
             return self.globals[name]
         if hasattr(_py, name):
             return getattr(_py, name)
+        if name in self.block_locals:
+            line, what = self.block_locals[name]
+            raise self.error(node, f"'{name}' is assigned inside the {what} on line {line}, so it does not "
+                                   f"exist after it",
+                             hint=f"declare it before the {what} ({name} = T.alloc_var(\"float32\") or "
+                                  f"{name} = T.float32(0)) and assign it inside")
         if name in self.finished:
             buf, line = self.finished[name]
             raise self.error(node, f"'{name}' is a {buf.scope} tile of the T.Kernel on line {line}: it "
@@ -133,6 +140,12 @@ class Parser:
         raise self.error(node, f"name '{name}' is not defined",
                          hint="a kernel can use Python values from its enclosing scope, T.* "
                               "constructs, and names it assigns itself")
+
+    def note_locals(self, node: ast.AST, what: str) -> None:
+        """Remember the run-time variables of the scope just closed, to explain a later use."""
+        for n, v in self.last_scope.items():
+            if isinstance(v, Var) and v in self.mutable:
+                self.block_locals.setdefault(n, (node.lineno + self.line_offset, what))
 
     def bind(self, name: str, value: Any) -> None:
         self.scopes[-1][name] = value
@@ -322,7 +335,10 @@ class Parser:
             taken = node.body if cond else node.orelse
             return self.block(taken) if taken else None
         then = self.in_scope(lambda: self.block(node.body))
+        self.note_locals(node, "if")
         else_ = self.in_scope(lambda: self.block(node.orelse)) if node.orelse else None
+        if node.orelse:
+            self.note_locals(node, "if")
         if not cond.dtype.is_bool:
             cond = ir.binop("!=", cond, 0)
         return ir.If(cond, then, else_, span=self.span(node))
@@ -346,6 +362,7 @@ class Parser:
             body = self.in_scope(lambda: self.block(node.body), scope)
         finally:
             self.parallel_depth -= it.kind == "parallel"
+        self.note_locals(node, "loop")
         span = self.span(node)
         for k in reversed(range(len(vars_))):
             start = it.starts[k] if it.steps[k] == 1 else 0

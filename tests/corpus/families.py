@@ -1,0 +1,219 @@
+"""Kernel families the fuzzer draws from, each described by a frozen spec whose repr is the
+Python that rebuilds it: a failing Hypothesis example becomes a corpus file by writing
+`CASE = <the spec's repr>.case()` (see README.md and add_case.py).
+
+Shapes are symbolic (`T.dynamic`), so one compiled kernel per configuration serves every
+shape the fuzzer draws; the configuration (tiles, dtypes, stages, swizzle, threads) is what
+selects a kernel.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, replace
+
+import ml_dtypes
+import numpy as np
+
+import tiledsl
+import tiledsl.language as T
+from tiledsl.layout import swizzle
+
+from . import Case
+
+__all__ = ["GemmSpec", "RowSpec", "compiled", "gemm_kernel", "row_kernel", "exact_gemm_data"]
+
+NUMPY = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16,
+         "float64": np.float64, "int8": np.int8, "int32": np.int32}
+ACCUM = {"float32": "float32", "float16": "float32", "bfloat16": "float32", "float64": "float64",
+         "int8": "int32", "int32": "int32"}
+UNIT = {"float32": 2.0 ** -24, "float64": 2.0 ** -53, "int32": 0.0}
+
+
+def _swizzled(shape, dtype: str):
+    """The widest XOR swizzle whose rows fit the tile, or None."""
+    bits = np.dtype(NUMPY[dtype]).itemsize * 8
+    for width in (128, 64, 32):
+        if shape[1] * bits % (width * 8) == 0:
+            return swizzle(shape, bits, width)
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def gemm_kernel(block_M: int, block_N: int, block_K: int, dtype: str, trans_b: bool,
+                num_stages: int, swizzle_tiles: bool, threads: int):
+    """C = A @ B (or A @ B^T) over symbolic M, N, K."""
+    M, N, K = T.dynamic("M"), T.dynamic("N"), T.dynamic("K")
+    acc = ACCUM[dtype]
+    b_shape = (N, K) if trans_b else (K, N)
+    bs_shape = (block_N, block_K) if trans_b else (block_K, block_N)
+
+    @T.prim_func
+    def gemm(A: T.Tensor((M, K), dtype), B: T.Tensor(b_shape, dtype), C: T.Tensor((M, N), acc)):
+        with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=threads) as (bx, by):
+            A_s = T.alloc_shared((block_M, block_K), dtype)
+            B_s = T.alloc_shared(bs_shape, dtype)
+            C_f = T.alloc_fragment((block_M, block_N), acc)
+            if swizzle_tiles:
+                layouts = {b: _swizzled(b.shape, dtype) for b in (A_s, B_s)}
+                T.annotate_layout({b: lay for b, lay in layouts.items() if lay is not None})
+            T.clear(C_f)
+            for k in T.Pipelined(T.ceildiv(K, block_K), num_stages=num_stages):
+                T.copy(A[by * block_M, k * block_K], A_s)
+                if trans_b:
+                    T.copy(B[bx * block_N, k * block_K], B_s)
+                else:
+                    T.copy(B[k * block_K, bx * block_N], B_s)
+                T.gemm(A_s, B_s, C_f, transpose_B=trans_b)
+            T.copy(C_f, C[by * block_M, bx * block_N])
+    return gemm
+
+
+@functools.lru_cache(maxsize=None)
+def row_kernel(block_M: int, block_N: int, dtype: str, kind: str):
+    """Y = f(X) elementwise and R = the `kind` reduction of f(X) along each row, with
+    f(x) = x * alpha + 1 (floats) or x * 3 - 7 (integers), over symbolic M, N; the row is
+    walked in block_N-wide chunks and the ragged last chunk is masked off."""
+    M, N = T.dynamic("M"), T.dynamic("N")
+    acc = ACCUM[dtype]
+    is_int = dtype.startswith("int")
+    identity = 0 if kind != "max" else (-2 ** 31 if is_int else -T.infinity(acc))
+
+    @T.prim_func
+    def rows(X: T.Tensor((M, N), dtype), alpha: T.float32, Y: T.Tensor((M, N), dtype),
+             R: T.Tensor((M,), acc)):
+        with T.Kernel(T.ceildiv(M, block_M)) as bx:
+            t = T.alloc_fragment((block_M, block_N), acc)
+            r = T.alloc_fragment((block_M,), acc)
+            T.fill(r, identity)
+            for k in T.serial(T.ceildiv(N, block_N)):
+                T.copy(X[bx * block_M, k * block_N], t)
+                for i, j in T.Parallel(block_M, block_N):
+                    if is_int:
+                        v = t[i, j] * 3 - 7
+                    else:
+                        v = t[i, j] * alpha + 1.0
+                    Y[bx * block_M + i, k * block_N + j] = T.cast(v, dtype)
+                    if k * block_N + j < N:
+                        t[i, j] = v
+                    else:
+                        t[i, j] = identity
+                if kind == "sum":
+                    T.reduce_sum(t, r, dim=1, clear=False)
+                elif kind == "max":
+                    T.reduce_max(t, r, dim=1, clear=False)
+                else:
+                    T.reduce_absmax(t, r, dim=1, clear=False)
+            T.copy(r, R[bx * block_M])
+    return rows
+
+
+@functools.lru_cache(maxsize=None)
+def compiled(target: str, family: str, config: tuple):
+    """One kernel per (target, family, configuration), reused for every drawn shape."""
+    build = {"gemm": gemm_kernel, "rows": row_kernel}[family]
+    return tiledsl.compile(build(*config), out_idx=[-1] if family == "gemm" else [2, 3],
+                           target=target, name=f"fuzz_{family}")
+
+
+def _data(rng, shape, dtype: str, exact: bool):
+    if dtype.startswith("int"):
+        return rng.integers(-100 if dtype == "int32" else -8, 100 if dtype == "int32" else 8,
+                            shape).astype(NUMPY[dtype])
+    if exact:  # small integers: every product and sum below is exact in every float type
+        return rng.integers(-4, 5, shape).astype(NUMPY[dtype])
+    return rng.standard_normal(shape).astype(NUMPY[dtype])
+
+
+@dataclass(frozen=True)
+class GemmSpec:
+    block_M: int = 16
+    block_N: int = 16
+    block_K: int = 8
+    dtype: str = "float32"
+    trans_b: bool = False
+    num_stages: int = 2
+    swizzle_tiles: bool = False
+    threads: int = 128
+    M: int = 16
+    N: int = 16
+    K: int = 16
+    seed: int = 0
+    exact: bool = False
+
+    @property
+    def config(self) -> tuple:
+        return (self.block_M, self.block_N, self.block_K, self.dtype, self.trans_b, self.num_stages,
+                self.swizzle_tiles, self.threads)
+
+    def with_config(self, **kw) -> "GemmSpec":
+        return replace(self, **kw)
+
+    def inputs(self, rng=None) -> tuple:
+        rng = rng if rng is not None else np.random.default_rng(self.seed)
+        a = _data(rng, (self.M, self.K), self.dtype, self.exact)
+        b = _data(rng, (self.N, self.K) if self.trans_b else (self.K, self.N), self.dtype, self.exact)
+        return a, b
+
+    def reference(self, a, b) -> np.ndarray:
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        c = a64 @ (b64.T if self.trans_b else b64)
+        return c.astype(NUMPY[ACCUM[self.dtype]])
+
+    def tolerance(self, a, b) -> np.ndarray:
+        """A bound on the accumulation error of any summation order (inputs are exact)."""
+        a64, b64 = np.abs(a.astype(np.float64)), np.abs(b.astype(np.float64))
+        scale = a64 @ (b64.T if self.trans_b else b64)
+        return (self.K + 2) * UNIT[ACCUM[self.dtype]] * scale + 1e-30
+
+    def kernel(self, target: str):
+        return compiled(target, "gemm", self.config)
+
+    def case(self) -> Case:
+        return Case("gemm_spec", lambda: gemm_kernel(*self.config),
+                    lambda rng: self.inputs(), self.reference, (-1,),
+                    rtol=1e-5 if self.dtype != "float64" else 1e-12, atol=1e-5 * max(self.K, 1),
+                    exact=self.exact or self.dtype == "int8", seed=self.seed, note=repr(self))
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    block_M: int = 4
+    block_N: int = 16
+    dtype: str = "float32"
+    kind: str = "sum"
+    M: int = 8
+    N: int = 16
+    alpha: float = 0.5
+    seed: int = 0
+
+    @property
+    def config(self) -> tuple:
+        return (self.block_M, self.block_N, self.dtype, self.kind)
+
+    def inputs(self, rng=None) -> tuple:
+        rng = rng if rng is not None else np.random.default_rng(self.seed)
+        return _data(rng, (self.M, self.N), self.dtype, False), self.alpha
+
+    def reference(self, x, alpha) -> tuple:
+        acc = NUMPY[ACCUM[self.dtype]]
+        if self.dtype.startswith("int"):
+            v = x.astype(np.int64) * 3 - 7
+        else:
+            v = x.astype(np.float32) * np.float32(alpha) + np.float32(1)
+        y = v.astype(NUMPY[self.dtype])
+        v64 = v.astype(np.float64)
+        if self.kind == "sum":
+            r = v64.sum(axis=1)
+        elif self.kind == "max":
+            r = v64.max(axis=1) if self.N else np.full(self.M, -np.inf)
+        else:
+            r = np.abs(v64).max(axis=1) if self.N else np.zeros(self.M)
+        return y, r.astype(acc)
+
+    def kernel(self, target: str):
+        return compiled(target, "rows", self.config)
+
+    def case(self) -> Case:
+        return Case("rows_spec", lambda: row_kernel(*self.config),
+                    lambda rng: self.inputs(), self.reference, (2, 3), rtol=2e-3, atol=1e-3 * self.N + 1e-3,
+                    exact=self.dtype.startswith("int"), seed=self.seed, note=repr(self))
