@@ -209,3 +209,10 @@ def test_explicit_tuned_argument_skips_tuning(cache_dir):
 def test_autotune_must_wrap_a_jit_factory():
     with pytest.raises(TypeError, match="above @tiledsl.jit"):
         tiledsl.autotune(configs=[{"block": 32}])(lambda N: None)
+
+
+def test_tiledsl_autotune_is_the_package_and_the_decorator():
+    import tiledsl.autotune as package
+    assert package is tiledsl.autotune and callable(package)
+    assert tiledsl.autotune.default_gemm_tiles(64, 64, 64)["block_M"] > 0
+    assert isinstance(tiledsl.autotune(configs=[{"block": 32}])(make_scale()), tiledsl.autotune.AutoTuner)

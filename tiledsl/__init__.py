@@ -19,7 +19,8 @@ from .jit import JITFactory, compile, jit
 from .runtime.kernel import JITKernel
 from .runtime import cache
 from .profiler import BenchResult, bench
-from .autotune import AutotuneResult, autotune
+from . import autotune  # the package is callable: @tiledsl.autotune(configs=...)
+from .autotune import AutotuneResult
 from .target import Target
 
 __all__ = ["jit", "compile", "JITKernel", "JITFactory", "Target", "TileDSLError", "FrontendError",
