@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List
 
+from ... import ir
 from ...ir import (Assign, Buffer, BufferPtr, Const, Decl, Evaluate, ExternCall, For, If, Kernel, Load,
                    Seq, Stmt, Store, Var, walk)
 from ...ir.analysis import loop_range
@@ -141,9 +142,10 @@ class BodyEmitter(ExprEmitter):
         blocks = self._blocks_function(k, f"{sym}_blocks{n}", bufs, scalars)
         task = self._task_function(f"{sym}_task{n}", blocks, bufs, scalars)
         f = self.fn
-        total = Val("1", "i64")
+        blocks_total = ir.const(1)
         for g in k.grid:
-            total = f.op("i64", f"mul nsw {total}, {self.index(g).ref}")
+            blocks_total = blocks_total * g  # folds when the grid is static
+        total = self.index(blocks_total)
         nslots = max(1, len(bufs) + len(scalars))
         ctx = f.alloca("i64", nslots, align=8, base="ctx")
         values = [self.buffers[b.name] for b in bufs] + [self.expr(v) for v in scalars]

@@ -1,0 +1,155 @@
+"""The two CPU backends side by side: C++ (g++, OpenMP) and LLVM (llvmlite, in process).
+
+    python benchmarks/bench_backends.py                       # everything below
+    python benchmarks/bench_backends.py compile --rounds 5     # cold compile of the example GEMM
+    python benchmarks/bench_backends.py gemm --sizes 1024 2048 # GFLOP/s, fp32
+    python benchmarks/bench_backends.py launch                 # the LLVM backend's two launchers
+
+compile: each round starts a fresh process with an empty cache directory, imports tiledsl and
+  the example, and times `matmul(n, n, n)` for the example's two sizes (1024, then 1000): the
+  first includes the LLVM backend's one-time JIT set-up (its runtime module), the second is
+  what every further kernel costs. Best of --rounds.
+gemm: the example's GEMM (fp32, ReLU epilogue, default tiles) from both backends in one
+  process, timed alternately with the example's rule (warm-up, median of --reps) for
+  --rounds rounds; the best median of each is reported.
+launch: the LLVM backend's thread pool in the generated code against the TVM-FFI launcher
+  (`tiledsl.parallel_launch`, Python threads): the time of a call of a small 64-block kernel,
+  and the GEMM at 1024.
+
+The machine may be shared: compare figures taken in the same run, and repeat.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+
+CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import tiledsl
+from gemm import default_tiles, matmul
+factory = tiledsl.jit(out_idx=[-1], backend=sys.argv[2])(matmul.factory)
+out = []
+for n in (1024, 1000):
+    t0 = time.perf_counter()
+    factory(n, n, n, **default_tiles(n, n, n, "float32"))
+    out.append(time.perf_counter() - t0)
+print(json.dumps(out))
+"""
+
+
+def bench_compile(rounds: int) -> None:
+    best = {}
+    for r in range(rounds):
+        for backend in ("cxx", "llvm"):
+            with tempfile.TemporaryDirectory() as cache:
+                env = dict(os.environ, TILEDSL_CACHE_DIR=cache)
+                out = subprocess.run([sys.executable, "-c", CHILD, os.path.join(HERE, "..", "examples"), backend],
+                                     capture_output=True, text=True, env=env, check=True)
+            first, second = json.loads(out.stdout.strip().splitlines()[-1])
+            old = best.get(backend, (1e9, 1e9))
+            best[backend] = (min(old[0], first), min(old[1], second))
+    print(f"cold compile of the example GEMM (fresh process, empty cache; best of {rounds})")
+    print(f"{'backend':>8} {'first kernel':>13} {'next kernel':>12}")
+    for backend, (first, second) in best.items():
+        print(f"{backend:>8} {first * 1e3:10.1f} ms {second * 1e3:9.1f} ms")
+    print(f"llvm / cxx: {best['llvm'][0] / best['cxx'][0]:.2f} (first), {best['llvm'][1] / best['cxx'][1]:.2f} (next)")
+
+
+def bench_gemm(sizes, rounds: int, reps: int) -> None:
+    import numpy as np
+    import tiledsl
+    from gemm import best_time, default_tiles, matmul
+    rng = np.random.default_rng(0)
+    factories = {b: tiledsl.jit(out_idx=[-1], backend=b)(matmul.factory) for b in ("cxx", "llvm")}
+    print(f"fp32 GEMM GFLOP/s (best of {rounds} rounds, each the median of {reps} runs)")
+    print(f"{'size':>6} {'cxx':>8} {'llvm':>8} {'llvm/cxx':>9}")
+    for n in sizes:
+        a = rng.standard_normal((n, n), dtype=np.float32)
+        b = rng.standard_normal((n, n), dtype=np.float32)
+        c = np.empty((n, n), np.float32)
+        ref = np.maximum(a @ b, 0)
+        kernels = {name: f(n, n, n, **default_tiles(n, n, n, "float32")) for name, f in factories.items()}
+        gf = {}
+        for name, k in kernels.items():
+            k(a, b, c)
+            assert np.abs(c - ref).max() <= 1e-4 * np.abs(ref).max(), f"{name} is wrong at {n}"
+        for _ in range(rounds):
+            for name, k in kernels.items():
+                t = best_time(lambda: k(a, b, c), reps)
+                gf[name] = max(gf.get(name, 0.0), 2.0 * n ** 3 / t / 1e9)
+        print(f"{n:>6} {gf['cxx']:8.1f} {gf['llvm']:8.1f} {gf['llvm'] / gf['cxx']:8.2f}x")
+
+
+def bench_launch(rounds: int, reps: int) -> None:
+    import numpy as np
+    import tiledsl
+    import tiledsl.language as T
+    from gemm import best_time, default_tiles, matmul
+
+    def add_one(N, block=256):
+        @T.prim_func
+        def main(A: T.Tensor((N,), "float32"), B: T.Tensor((N,), "float32")):
+            with T.Kernel(T.ceildiv(N, block)) as bx:
+                for i in T.Parallel(block):
+                    B[bx * block + i] = A[bx * block + i] + 1.0
+        return main
+
+    n = 1024
+    a = np.ones(64 * 256, np.float32)
+    x = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    y, z = x.copy(), np.empty_like(x)
+    small, big = {}, {}
+    for mode in ("pool", "ffi"):
+        os.environ["TILEDSL_LLVM_PARALLEL"] = mode  # read when a kernel is generated
+        small[mode] = tiledsl.compile(add_one(a.size), out_idx=[-1], backend="llvm", name=f"add_{mode}")
+        big[mode] = tiledsl.compile(matmul.get_ir(n, n, n, **default_tiles(n, n, n, "float32")),
+                                    out_idx=[-1], backend="llvm", name=f"mm_{mode}")
+    os.environ.pop("TILEDSL_LLVM_PARALLEL")
+    us, gf = {}, {}
+    for _ in range(rounds):
+        for mode in ("pool", "ffi"):
+            b = np.empty_like(a)
+            k = small[mode]
+            k(a, b)
+            calls = 2000
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                k(a, b)
+            us[mode] = min(us.get(mode, 1e9), (time.perf_counter() - t0) / calls * 1e6)
+            t = best_time(lambda: big[mode](x, y, z), reps)
+            gf[mode] = max(gf.get(mode, 0.0), 2.0 * n ** 3 / t / 1e9)
+    print(f"LLVM backend launchers (best of {rounds} rounds)")
+    print(f"{'launcher':>9} {'64-block call':>14} {'GEMM 1024':>10}")
+    for mode, what in (("pool", "pool"), ("ffi", "ffi")):
+        print(f"{what:>9} {us[mode]:11.1f} us {gf[mode]:7.1f} GF")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", nargs="*", default=["compile", "gemm", "launch"], choices=["compile", "gemm", "launch"])
+    p.add_argument("--sizes", nargs="+", type=int, default=[1024, 2048, 4096])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--reps", type=int, default=5)
+    args = p.parse_args(argv)
+    for what in args.what:
+        if what == "compile":
+            bench_compile(args.rounds)
+        elif what == "gemm":
+            bench_gemm(args.sizes, args.rounds, args.reps)
+        else:
+            bench_launch(args.rounds, args.reps)
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
