@@ -253,12 +253,13 @@ def _describe(p: Path) -> dict:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    """Write JSON so that readers see the old file or the whole new one."""
+    """Write JSON so that readers see the old file or the whole new one.
+
+    No fsync: after a crash a file may be empty, and every reader verifies what it reads and
+    rebuilds (or re-measures) what fails; an fsync per kernel would cost more than that."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

@@ -69,16 +69,18 @@ def compile_cpp(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = (),
     """Build (or load from the disk cache) `func`, whose name is the exported symbol."""
     report = report or CompileReport(func.name)
     symbol = func.name
-    fields = key_fields(func, target)
-    key = cache.make_key(KIND, fields)
+    with report.stage("key"):
+        fields = key_fields(func, target)
+        key = cache.make_key(KIND, fields)
 
     def build(tmp: Path) -> dict:
-        # Imported here: a process that only loads kernels from disk never needs the compiler.
-        from .. import transform
-        from ..codegen.cpu import render_cpu
+        # Imported here (counted in the stages): a process that only loads kernels from disk
+        # never pays for importing the passes and the code generator (~40 ms).
         with report.stage("passes"):
+            from .. import transform
             lowered = transform.run(func, target)
         with report.stage("codegen"):
+            from ..codegen.cpu import render_cpu
             source = render_cpu(lowered, func, symbol)
         lib = cache.library_name(symbol, key)
         (tmp / f"{symbol}.cc").write_text(source)
