@@ -38,6 +38,11 @@ def _swizzled(shape, dtype: str):
     return None
 
 
+def _swizzles(A_s, B_s, dtype: str) -> dict:
+    out = {b: _swizzled(b.shape, dtype) for b in (A_s, B_s)}
+    return {b: lay for b, lay in out.items() if lay is not None}
+
+
 @functools.lru_cache(maxsize=None)
 def gemm_kernel(block_M: int, block_N: int, block_K: int, dtype: str, trans_b: bool,
                 num_stages: int, swizzle_tiles: bool, threads: int):
@@ -54,8 +59,7 @@ def gemm_kernel(block_M: int, block_N: int, block_K: int, dtype: str, trans_b: b
             B_s = T.alloc_shared(bs_shape, dtype)
             C_f = T.alloc_fragment((block_M, block_N), acc)
             if swizzle_tiles:
-                layouts = {b: _swizzled(b.shape, dtype) for b in (A_s, B_s)}
-                T.annotate_layout({b: lay for b, lay in layouts.items() if lay is not None})
+                T.annotate_layout(_swizzles(A_s, B_s, dtype))
             T.clear(C_f)
             for k in T.Pipelined(T.ceildiv(K, block_K), num_stages=num_stages):
                 T.copy(A[by * block_M, k * block_K], A_s)
@@ -70,9 +74,11 @@ def gemm_kernel(block_M: int, block_N: int, block_K: int, dtype: str, trans_b: b
 
 @functools.lru_cache(maxsize=None)
 def row_kernel(block_M: int, block_N: int, dtype: str, kind: str):
-    """Y = f(X) elementwise and R = the `kind` reduction of f(X) along each row, with
-    f(x) = x * alpha + 1 (floats) or x * 3 - 7 (integers), over symbolic M, N; the row is
-    walked in block_N-wide chunks and the ragged last chunk is masked off."""
+    """Y = f(X) elementwise and R = the `kind` reduction of f(X) along each row, over symbolic
+    M, N. f computes in X's own dtype: x * alpha + 1 for floats; for integers
+    v = x * 3 - 7, then (v >> 1) + (v > 0), which wraps in 8 bits for int8. The row is walked
+    in block_N-wide chunks (also copied into a tile, which must agree with the elements read
+    directly) and the ragged last chunk is masked off."""
     M, N = T.dynamic("M"), T.dynamic("N")
     acc = ACCUM[dtype]
     is_int = dtype.startswith("int")
@@ -88,13 +94,14 @@ def row_kernel(block_M: int, block_N: int, dtype: str, kind: str):
             for k in T.serial(T.ceildiv(N, block_N)):
                 T.copy(X[bx * block_M, k * block_N], t)
                 for i, j in T.Parallel(block_M, block_N):
-                    if is_int:
-                        v = t[i, j] * 3 - 7
+                    x = X[bx * block_M + i, k * block_N + j]
+                    if is_int:  # inline, not through a variable: the 8-bit wrap is the IR's
+                        v = ((x * 3 - 7) >> 1) + T.if_then_else(x * 3 - 7 > 0, 1, 0)
                     else:
-                        v = t[i, j] * alpha + 1.0
+                        v = x * alpha + 1.0
                     Y[bx * block_M + i, k * block_N + j] = T.cast(v, dtype)
                     if k * block_N + j < N:
-                        t[i, j] = v
+                        t[i, j] = T.cast(v, acc) + (t[i, j] - T.cast(x, acc))
                     else:
                         t[i, j] = identity
                 if kind == "sum":
@@ -192,12 +199,15 @@ class RowSpec:
 
     def inputs(self, rng=None) -> tuple:
         rng = rng if rng is not None else np.random.default_rng(self.seed)
+        if self.dtype == "int8":  # the whole range: f wraps
+            return rng.integers(-128, 128, (self.M, self.N)).astype(np.int8), self.alpha
         return _data(rng, (self.M, self.N), self.dtype, False), self.alpha
 
     def reference(self, x, alpha) -> tuple:
         acc = NUMPY[ACCUM[self.dtype]]
         if self.dtype.startswith("int"):
-            v = x.astype(np.int64) * 3 - 7
+            w = x * x.dtype.type(3) - x.dtype.type(7)  # wraps in x's dtype, as the kernel does
+            v = (w >> 1) + (w > 0).astype(x.dtype)
         else:
             v = x.astype(np.float32) * np.float32(alpha) + np.float32(1)
         y = v.astype(NUMPY[self.dtype])

@@ -18,6 +18,12 @@ _F32_CALLS = {"exp": "expf({0})", "exp2": "exp2f({0})", "log": "logf({0})", "log
 _F64_CALLS = {k: v.replace("f(", "(").replace("1.0f", "1.0") for k, v in _F32_CALLS.items()}
 
 
+def _wrap(dt, text: str) -> str:
+    """C computes 8- and 16-bit integers in int: an IR op of such a type wraps to it, as numpy
+    does, before a comparison or shift can see the wider value."""
+    return f"(({c_value_type(dt)}){text})" if dt.is_int and dt.bits < 32 else text
+
+
 class CExpr:
     """Renders expressions with the kernel's C names; `ranges` (variable -> interval) lets
     integer division use C's `/` where both sides are known non-negative."""
@@ -71,7 +77,7 @@ class CExpr:
         return f"({self.expr(e.cond)} ? {self.expr(e.t)} : {self.expr(e.f)})"
 
     def e_UnOp(self, e: UnOp) -> str:
-        return f"(!{self.expr(e.a)})" if e.op == "not" else f"(~{self.expr(e.a)})"
+        return f"(!{self.expr(e.a)})" if e.op == "not" else _wrap(e.dtype, f"(~{self.expr(e.a)})")
 
     def e_Call(self, e: Call) -> str:
         table = _F64_CALLS if e.dtype.name == "float64" else _F32_CALLS
@@ -96,6 +102,8 @@ class CExpr:
                 return f"({a} {'/' if op == '//' else '%'} {b})"
             fn = "tdsl_floordiv" if op == "//" else "tdsl_floormod"
             return f"{fn}<{c_value_type(e.dtype)}>({a}, {b})"
+        if op in ("+", "-", "*", "<<"):
+            return _wrap(e.dtype, f"({a} {op} {b})")
         return f"({a} {op} {b})"
 
     def _nonneg(self, e: Expr) -> bool:
