@@ -247,6 +247,10 @@ CATALOGUE = [
         with T.Kernel(1) as bx:
             A[0, 0] = 1.0
     """, params="A: T.Tensor((64, 64), \"float32\"), y"),
+    M("reserved_name", FrontendError, "names with '__' are reserved", """
+        with T.Kernel(1) as bx:
+            A[0, 0] = 1.0
+    """, params="A: T.Tensor((64, 64), \"float32\"), i__1: T.int32"),
     # ---- Python constructs the language does not have
     M("while_loop", FrontendError, "'While' statements are not supported", """
         with T.Kernel(1) as bx:

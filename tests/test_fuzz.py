@@ -50,16 +50,17 @@ GEMM_CONFIGS = [
     dict(block_M=8, block_N=32, block_K=32, dtype="bfloat16", threads=256),
     dict(block_M=16, block_N=8, block_K=16, dtype="int8"),
     dict(block_M=16, block_N=16, block_K=16, dtype="float64", trans_b=True),
+    dict(block_M=16, block_N=32, block_K=8, dtype="float32", trans_a=True, trans_b=True, threads=64),
 ]
 ROW_CONFIGS = [(4, 16, "float32", "sum"), (8, 8, "float16", "max"), (2, 32, "int32", "absmax"),
                (16, 4, "float32", "absmax"), (4, 8, "int8", "sum"), (8, 16, "bfloat16", "max")]
 
 
 @st.composite
-def gemm_specs(draw, configs=tuple(range(len(GEMM_CONFIGS))), exact=False):
+def gemm_specs(draw, configs=tuple(range(len(GEMM_CONFIGS))), exact=False, static=False):
     cfg = GEMM_CONFIGS[draw(st.sampled_from(configs))]
     return GemmSpec(**cfg, M=draw(SIZES), N=draw(SIZES), K=draw(SIZES),
-                    seed=draw(st.integers(0, 2 ** 16)), exact=exact)
+                    seed=draw(st.integers(0, 2 ** 16)), exact=exact, static=static)
 
 
 @st.composite
@@ -105,6 +106,14 @@ def test_gemm_cpu_interp_numpy(spec):
             _within(got_i, want, tol, "interp vs numpy")
             _within(got_c, want, tol, "cpu vs numpy")
             _within(got_c, got_i, 2 * tol, "cpu vs interp")
+
+
+@settings(BASE, max_examples=6 if PROFILE == "tiledsl-ci" else 100)
+@given(spec=gemm_specs(configs=(0, 1, 5), static=True))
+def test_gemm_static_shapes_cpu_interp_numpy(spec):
+    """Shapes compiled in: interval analysis drops the guards it proves unneeded (each example
+    is one compile, hence the few examples)."""
+    test_gemm_cpu_interp_numpy.hypothesis.inner_test(spec)
 
 
 @budget(0.4)

@@ -45,29 +45,35 @@ def _swizzles(A_s, B_s, dtype: str) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def gemm_kernel(block_M: int, block_N: int, block_K: int, dtype: str, trans_b: bool,
-                num_stages: int, swizzle_tiles: bool, threads: int):
-    """C = A @ B (or A @ B^T) over symbolic M, N, K."""
-    M, N, K = T.dynamic("M"), T.dynamic("N"), T.dynamic("K")
+                num_stages: int, swizzle_tiles: bool, threads: int, trans_a: bool = False,
+                shape: tuple = ()):
+    """C = op(A) @ op(B) over symbolic M, N, K (or the static `shape` (M, N, K))."""
+    M, N, K = shape or (T.dynamic("M"), T.dynamic("N"), T.dynamic("K"))
     acc = ACCUM[dtype]
+    a_shape = (K, M) if trans_a else (M, K)
+    as_shape = (block_K, block_M) if trans_a else (block_M, block_K)
     b_shape = (N, K) if trans_b else (K, N)
     bs_shape = (block_N, block_K) if trans_b else (block_K, block_N)
 
     @T.prim_func
-    def gemm(A: T.Tensor((M, K), dtype), B: T.Tensor(b_shape, dtype), C: T.Tensor((M, N), acc)):
+    def gemm(A: T.Tensor(a_shape, dtype), B: T.Tensor(b_shape, dtype), C: T.Tensor((M, N), acc)):
         with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=threads) as (bx, by):
-            A_s = T.alloc_shared((block_M, block_K), dtype)
+            A_s = T.alloc_shared(as_shape, dtype)
             B_s = T.alloc_shared(bs_shape, dtype)
             C_f = T.alloc_fragment((block_M, block_N), acc)
             if swizzle_tiles:
                 T.annotate_layout(_swizzles(A_s, B_s, dtype))
             T.clear(C_f)
             for k in T.Pipelined(T.ceildiv(K, block_K), num_stages=num_stages):
-                T.copy(A[by * block_M, k * block_K], A_s)
+                if trans_a:
+                    T.copy(A[k * block_K, by * block_M], A_s)
+                else:
+                    T.copy(A[by * block_M, k * block_K], A_s)
                 if trans_b:
                     T.copy(B[bx * block_N, k * block_K], B_s)
                 else:
                     T.copy(B[k * block_K, bx * block_N], B_s)
-                T.gemm(A_s, B_s, C_f, transpose_B=trans_b)
+                T.gemm(A_s, B_s, C_f, transpose_A=trans_a, transpose_B=trans_b)
             T.copy(C_f, C[by * block_M, bx * block_N])
     return gemm
 
@@ -146,30 +152,33 @@ class GemmSpec:
     K: int = 16
     seed: int = 0
     exact: bool = False
+    trans_a: bool = False
+    static: bool = False  # M, N, K compiled in (one kernel per shape) rather than symbolic
 
     @property
     def config(self) -> tuple:
         return (self.block_M, self.block_N, self.block_K, self.dtype, self.trans_b, self.num_stages,
-                self.swizzle_tiles, self.threads)
+                self.swizzle_tiles, self.threads, self.trans_a,
+                (self.M, self.N, self.K) if self.static else ())
 
     def with_config(self, **kw) -> "GemmSpec":
         return replace(self, **kw)
 
     def inputs(self, rng=None) -> tuple:
         rng = rng if rng is not None else np.random.default_rng(self.seed)
-        a = _data(rng, (self.M, self.K), self.dtype, self.exact)
+        a = _data(rng, (self.K, self.M) if self.trans_a else (self.M, self.K), self.dtype, self.exact)
         b = _data(rng, (self.N, self.K) if self.trans_b else (self.K, self.N), self.dtype, self.exact)
         return a, b
 
     def reference(self, a, b) -> np.ndarray:
         a64, b64 = a.astype(np.float64), b.astype(np.float64)
-        c = a64 @ (b64.T if self.trans_b else b64)
+        c = (a64.T if self.trans_a else a64) @ (b64.T if self.trans_b else b64)
         return c.astype(NUMPY[ACCUM[self.dtype]])
 
     def tolerance(self, a, b) -> np.ndarray:
         """A bound on the accumulation error of any summation order (inputs are exact)."""
         a64, b64 = np.abs(a.astype(np.float64)), np.abs(b.astype(np.float64))
-        scale = a64 @ (b64.T if self.trans_b else b64)
+        scale = (a64.T if self.trans_a else a64) @ (b64.T if self.trans_b else b64)
         return (self.K + 2) * UNIT[ACCUM[self.dtype]] * scale + 1e-30
 
     def kernel(self, target: str):

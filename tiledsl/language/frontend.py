@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import builtins as _py
 import difflib
+import re
 import inspect
 import operator
 import textwrap
@@ -111,6 +112,9 @@ class Parser:
         return cls(msg, self.span(node), hint if hint is not None else usage_hint(msg))
 
     def unique(self, name: str) -> str:
+        # "__" marks the names passes generate (transform/common.py Namer): a user's `i__1`
+        # would be the same Var as a lowering's loop index.
+        name = re.sub("_{2,}", "_", name)
         n = self.used_names.get(name, 0)
         self.used_names[name] = n + 1
         return name if n == 0 else f"{name}_{n}"
@@ -169,6 +173,10 @@ class Parser:
             if isinstance(ann, T.Tensor):
                 value = Buffer(arg.arg, ann.shape, ann.dtype, "global")
             elif isinstance(ann, ir.DType) or isinstance(ann, str):
+                if "__" in arg.arg:
+                    raise self.error(arg, f"scalar parameter '{arg.arg}': names with '__' are reserved "
+                                          f"for the variables tiledsl generates",
+                                     hint=f"rename it, e.g. '{re.sub('_{2,}', '_', arg.arg)}'")
                 value = Var(arg.arg, ir.dtype(ann))
             else:
                 raise self.error(arg, f"parameter '{arg.arg}' needs an annotation: "
