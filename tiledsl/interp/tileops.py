@@ -155,11 +155,13 @@ def reduce(m, s: Reduce) -> None:
             # Left to right, as the generated loop accumulates: cumsum is sequential.
             seq = np.concatenate([np.expand_dims(init, s.dim), x], axis=s.dim)
             out = np.take(np.cumsum(seq, axis=s.dim, dtype=x.dtype), -1, axis=s.dim)
-        elif s.kind in ("max", "absmax"):
-            r = x.max(axis=s.dim)
-            out = np.where(init > r, init, r)
         else:
-            r = x.min(axis=s.dim)
-            out = np.where(init < r, init, r)
+            # Folded in order with `acc > x ? acc : x`, as the generated loop does: a NaN
+            # survives only when nothing follows it (numpy's max would propagate it).
+            out = init
+            for k in range(x.shape[s.dim]):
+                xk = np.take(x, k, axis=s.dim)
+                keep = out > xk if s.kind in ("max", "absmax") else out < xk
+                out = np.where(keep, out, xk)
     dm.write(full_d, np.asarray(out).reshape(dm.data.shape), m.block, m.access_failure(dm))
 
