@@ -12,7 +12,7 @@ from typing import Dict, Optional
 
 from ...ir import BinOp, Call, Cast, Const, DType, Expr, Load, Select, UnOp, Var, walk
 from ...ir.analysis import bound
-from ...ir.dtype import float32 as _F32, int64 as _I64
+from ...ir.dtype import float32 as _F32, int32 as _I32, int64 as _I64, uint32 as _U32
 from .builder import Function, Val, float_literal
 
 __all__ = ["ExprEmitter", "value_type", "storage_type", "PRELUDE"]
@@ -319,6 +319,12 @@ class ExprEmitter:
                 return f.op(ty, f"fsub {a}, {f.op(ty, f'fmul {q}, {b.ref}').ref}")
             name = {"+": "fadd", "-": "fsub", "*": "fmul", "/": "fdiv"}[op]
             return f.op(ty, f"{name} {a}, {b.ref}")
+        if dt.bits < 32 and op in ("//", "%", "<<", ">>"):
+            # C computes 8- and 16-bit integers in int and then wraps: a division or shift
+            # of the narrow type itself could overflow (-128 // -1) or shift out of range.
+            wide = self.convert(a, dt, _I32), self.convert(b, dt, _I32)
+            r = self.arith(op, *wide, _I32 if signed else _U32, e, _I32 if signed else _U32)
+            return self.fn.op(ty, f"trunc {r} to {ty}")
         if op in ("//", "%"):
             return self.divide(op, a, b, dt, e)
         nsw = " nsw" if signed and dt.bits >= 32 else ""
@@ -331,9 +337,18 @@ class ExprEmitter:
         if dt.kind == "uint" or (e is not None and self._nonneg(e.a) and self._nonneg(e.b)):
             kind = ("u" if dt.kind == "uint" else "s") + ("div" if op == "//" else "rem")
             return f.op(a.ty, f"{kind} {a}, {b.ref}")
+        neg1 = None
+        if not b.ref.lstrip("-").isdigit():
+            # INT_MIN // -1 traps on x86 (numpy wraps): divide by 1 there and negate instead
+            neg1 = f.op("i1", f"icmp eq {b}, -1")
+            b_div = f.op(a.ty, f"select i1 {neg1.ref}, {a.ty} 1, {b}")
+        else:
+            b_div = b
         # floor semantics: correct C's truncation when the signs differ and it was inexact
-        q = f.op(a.ty, f"sdiv {a}, {b.ref}")
-        r = f.op(a.ty, f"srem {a}, {b.ref}")
+        q = f.op(a.ty, f"sdiv {a}, {b_div.ref}")
+        r = f.op(a.ty, f"srem {a}, {b_div.ref}")
+        if neg1 is not None:
+            q = f.op(a.ty, f"select i1 {neg1.ref}, {f.op(a.ty, f'sub {a.ty} 0, {a.ref}')}, {q}")
         inexact = f.op("i1", f"icmp ne {r}, 0")
         rneg = f.op("i1", f"icmp slt {r}, 0")
         bneg = f.op("i1", f"icmp slt {b}, 0")
