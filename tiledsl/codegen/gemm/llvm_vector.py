@@ -58,67 +58,52 @@ def render_llvm_ukernel(name: str, isa: str, inp: str, acc: str) -> str:
     lanes = _lanes(isa, acc)
     ct = "double" if acc == "float64" else "float"
     vt = f"<{lanes} x {ct}>" if lanes > 1 else ct
+    fma = f"@llvm.fma.v{lanes}f{64 if ct == 'double' else 32}"
     attrs = "alwaysinline nounwind" + (' "min-legal-vector-width"="512"' if isa == "avx512" else "")
     h2f = "@tdsl_h2f_sw" if isa == "scalar" else "@tdsl_h2f_hw"
-    out: List[str] = []
-    if lanes > 1:
-        out.append(f"declare {vt} @llvm.fma.v{lanes}f{64 if ct == 'double' else 32}({vt}, {vt}, {vt})")
-    out.append(f"define internal void @{name}(i64 %K, ptr noalias %a, i64 %sr, i64 %sk, ptr noalias %b, "
-               f"i64 %ldb, ptr noalias %c, i64 %ldc, i64 %m, i64 %n) {attrs} {{")
-    e = out.append
-    e("entry:")
-    e(f"  %fm = icmp eq i64 %m, {mr}")
-    e(f"  %fn = icmp eq i64 %n, {nr}")
-    e("  %isfull = and i1 %fm, %fn")
-    e("  br i1 %isfull, label %full, label %edge")
-    e("full:")
-    nv = nr // lanes
-    for r in range(mr):
-        e(f"  %crow{r} = mul i64 {r}, %ldc")
-        for j in range(nv):
-            e(f"  %cofs{r}_{j} = add i64 %crow{r}, {j * lanes}")
-            e(f"  %cp{r}_{j} = getelementptr inbounds {ct}, ptr %c, i64 %cofs{r}_{j}")
-            e(f"  %c{r}_{j} = load {vt}, ptr %cp{r}_{j}, align 4")
-    e("  br label %khead")
-    e("khead:")
-    e("  %k = phi i64 [0, %full], [%knext, %kbody]")
-    for r in range(mr):
-        for j in range(nv):
-            e(f"  %acc{r}_{j} = phi {vt} [%c{r}_{j}, %full], [%nacc{r}_{j}, %kbody]")
-    e("  %kmore = icmp slt i64 %k, %K")
-    e("  br i1 %kmore, label %kbody, label %kend")
-    e("kbody:")
-    e("  %bofs = mul i64 %k, %ldb")
+    out: List[str] = [f"declare {vt} {fma}({vt}, {vt}, {vt})"] if lanes > 1 else []
+    out += [f"define internal void @{name}(i64 %K, ptr noalias %a, i64 %sr, i64 %sk, ptr noalias %b, "
+            f"i64 %ldb, ptr noalias %c, i64 %ldc, i64 %m, i64 %n) {attrs} {{",
+            "entry:", f"  %fm = icmp eq i64 %m, {mr}", f"  %fn = icmp eq i64 %n, {nr}",
+            "  %isfull = and i1 %fm, %fn", "  br i1 %isfull, label %full, label %edge"]
+    out += _full_tile(mr, nr // lanes, lanes, inp, ct, vt, fma, h2f)
+    out += _edge(inp, ct, h2f)
+    out.append("}")
+    return "\n".join(out)
+
+
+def _full_tile(mr: int, nv: int, lanes: int, inp: str, ct: str, vt: str, fma: str, h2f: str) -> List[str]:
+    """The MR x NR tile as MR x nv accumulator vectors, SSA values carried around the k loop."""
+    tiles = [(r, j) for r in range(mr) for j in range(nv)]
+    out = ["full:"]
+    for r, j in tiles:
+        out += [f"  %crow{r}_{j} = mul i64 {r}, %ldc", f"  %cofs{r}_{j} = add i64 %crow{r}_{j}, {j * lanes}",
+                f"  %cp{r}_{j} = getelementptr inbounds {ct}, ptr %c, i64 %cofs{r}_{j}",
+                f"  %c{r}_{j} = load {vt}, ptr %cp{r}_{j}, align 4"]
+    out += ["  br label %khead", "khead:", "  %k = phi i64 [0, %full], [%knext, %kbody]"]
+    out += [f"  %acc{r}_{j} = phi {vt} [%c{r}_{j}, %full], [%nacc{r}_{j}, %kbody]" for r, j in tiles]
+    out += ["  %kmore = icmp slt i64 %k, %K", "  br i1 %kmore, label %kbody, label %kend",
+            "kbody:", "  %bofs = mul i64 %k, %ldb", "  %aofs = mul i64 %k, %sk"]
     for j in range(nv):
-        e(f"  %bo{j} = add i64 %bofs, {j * lanes}")
-        e(f"  %bp{j} = getelementptr inbounds {_ELEM[inp]}, ptr %b, i64 %bo{j}")
-        out.extend(_load_b(f"%bv{j}", f"%bp{j}", inp, lanes, ct, h2f))
-    e("  %aofs = mul i64 %k, %sk")
+        out += [f"  %bo{j} = add i64 %bofs, {j * lanes}",
+                f"  %bp{j} = getelementptr inbounds {_ELEM[inp]}, ptr %b, i64 %bo{j}"]
+        out += _load_b(f"%bv{j}", f"%bp{j}", inp, lanes, ct, h2f)
     for r in range(mr):
-        e(f"  %arow{r} = mul i64 {r}, %sr")
-        e(f"  %ao{r} = add i64 %arow{r}, %aofs")
-        e(f"  %ap{r} = getelementptr inbounds {_ELEM[inp]}, ptr %a, i64 %ao{r}")
-        out.extend(_load_scalar(f"%as{r}", f"%ap{r}", inp, ct, h2f))
-        if lanes > 1:
-            e(f"  %ai{r} = insertelement {vt} poison, {ct} %as{r}, i64 0")
-            e(f"  %av{r} = shufflevector {vt} %ai{r}, {vt} poison, <{lanes} x i32> zeroinitializer")
-            for j in range(nv):
-                e(f"  %nacc{r}_{j} = call {vt} @llvm.fma.v{lanes}f{64 if ct == 'double' else 32}"
-                  f"({vt} %av{r}, {vt} %bv{j}, {vt} %acc{r}_{j})")
+        out += [f"  %arow{r} = mul i64 {r}, %sr", f"  %ao{r} = add i64 %arow{r}, %aofs",
+                f"  %ap{r} = getelementptr inbounds {_ELEM[inp]}, ptr %a, i64 %ao{r}"]
+        out += _load_scalar(f"%as{r}", f"%ap{r}", inp, ct, h2f)
+        if lanes > 1:  # broadcast a[r][k], one FMA per accumulator vector
+            out += [f"  %ai{r} = insertelement {vt} poison, {ct} %as{r}, i64 0",
+                    f"  %av{r} = shufflevector {vt} %ai{r}, {vt} poison, <{lanes} x i32> zeroinitializer"]
+            out += [f"  %nacc{r}_{j} = call {vt} {fma}({vt} %av{r}, {vt} %bv{j}, {vt} %acc{r}_{j})"
+                    for j in range(nv)]
         else:
             for j in range(nv):
-                e(f"  %prod{r}_{j} = fmul {ct} %as{r}, %bv{j}")
-                e(f"  %nacc{r}_{j} = fadd {ct} %acc{r}_{j}, %prod{r}_{j}")
-    e("  %knext = add nsw i64 %k, 1")
-    e("  br label %khead")
-    e("kend:")
-    for r in range(mr):
-        for j in range(nv):
-            e(f"  store {vt} %acc{r}_{j}, ptr %cp{r}_{j}, align 4")
-    e("  ret void")
-    out.extend(_edge(inp, ct, h2f))
-    e("}")
-    return "\n".join(out)
+                out += [f"  %prod{r}_{j} = fmul {ct} %as{r}, %bv{j}",
+                        f"  %nacc{r}_{j} = fadd {ct} %acc{r}_{j}, %prod{r}_{j}"]
+    out += ["  %knext = add nsw i64 %k, 1", "  br label %khead", "kend:"]
+    out += [f"  store {vt} %acc{r}_{j}, ptr %cp{r}_{j}, align 4" for r, j in tiles]
+    return out + ["  ret void"]
 
 
 def _load_b(dst: str, ptr: str, inp: str, lanes: int, ct: str, h2f: str) -> List[str]:

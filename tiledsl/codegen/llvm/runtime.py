@@ -250,6 +250,18 @@ done:
   ret i32 %n
 }
 
+; All of [0, total) on the calling thread (nothing when the grid is empty).
+define internal void @tdsl_run_serial(ptr %fn, ptr %ctx, i64 %total) {
+entry:
+  %pos = icmp sgt i64 %total, 0
+  br i1 %pos, label %run, label %done
+run:
+  call void %fn(ptr %ctx, i64 0, i64 %total)
+  br label %done
+done:
+  ret void
+}
+
 ; Runs fn(ctx, begin, end) over [0, total) in static shares, the calling thread taking the first.
 define $EXPORT i32 @tdsl_parallel_for(ptr %fn, ptr %ctx, i64 %total) nounwind {
 entry:
@@ -260,12 +272,7 @@ try:
   %got = extractvalue { i32, i1 } %cas, 1
   br i1 %got, label %owned, label %serial
 serial:
-  %pos = icmp sgt i64 %total, 0
-  br i1 %pos, label %serial.run, label %serial.done
-serial.run:
-  call void %fn(ptr %ctx, i64 0, i64 %total)
-  br label %serial.done
-serial.done:
+  call void @tdsl_run_serial(ptr %fn, ptr %ctx, i64 %total)
   ret i32 0
 owned:
   %n = call i32 @tdsl_pool_start()
@@ -350,12 +357,7 @@ call:
   %r = select i1 %failed, i32 -1, i32 0
   ret i32 %r
 serial:
-  %pos = icmp sgt i64 %total, 0
-  br i1 %pos, label %serial.run, label %serial.done
-serial.run:
-  call void %fn(ptr %ctx, i64 0, i64 %total)
-  br label %serial.done
-serial.done:
+  call void @tdsl_run_serial(ptr %fn, ptr %ctx, i64 %total)
   ret i32 0
 }
 """
