@@ -133,6 +133,21 @@ CATALOGUE = [
             t = T.alloc_fragment((16,), "float32")
             T.fill(t, A)  # <-
     """),
+    M("fill_string", TypeCheckError, "T.fill: cannot use str value 'zero' in an IR expression", """
+        with T.Kernel(1) as bx:
+            t = T.alloc_fragment((16,), "float32")
+            T.fill(t, "zero")  # <-
+    """),
+    M("alloc_var_dtype", TypeCheckError, "T.alloc_var: unknown dtype 'f32'", """
+        with T.Kernel(1) as bx:
+            acc = T.alloc_var("f32")  # <-
+    """),
+    M("buffer_operand", TypeCheckError, "max: a whole buffer cannot be an operand here", """
+        with T.Kernel(1) as bx:
+            t = T.alloc_fragment((64,), "float32")
+            T.fill(t, 0.0)
+            A[0, 0] = T.max(t, 1.0)  # <-
+    """),
     M("tile_op_in_parallel", FrontendError, "T.copy cannot be used inside a T.Parallel loop", """
         with T.Kernel(1) as bx:
             t = T.alloc_fragment((64,), "float32")

@@ -111,7 +111,7 @@ def _scalar(kernel: str, p: Var, a: Any) -> np.ndarray:
         raise ValueError(f"{kernel}: argument '{p.name}' = {v} does not fit in {dt}")
     if dt.is_bool:
         return np.asarray(v != 0)
-    return np.asarray(v).astype(compute_dtype(dt)) if v >= 0 else np.asarray(v, np.int64).astype(compute_dtype(dt))
+    return np.asarray(v, np.uint64 if v >= 2 ** 63 else np.int64).astype(compute_dtype(dt))
 
 
 def _bytes(arr: np.ndarray) -> Tuple[int, int]:

@@ -18,7 +18,7 @@ import textwrap
 from typing import Any, Callable, Optional
 
 from .. import ir
-from ..errors import FrontendError, TypeCheckError
+from ..errors import FrontendError, TileDSLError, TypeCheckError
 from ..ir import Buffer, Expr, Span, Var
 from . import builtins as T
 from .tileops import TILE_HANDLERS, RegionRef, _VarDecl, usage_hint
@@ -650,12 +650,16 @@ class Parser:
         try:
             return fn(*args, **kwargs)
         except (TypeError, ValueError, ZeroDivisionError) as e:
-            raise self.call_error(node, fn, e, runtime) from None
+            raise self.call_error(node, fn, e, runtime, list(args) + list(kwargs.values())) from None
         except RuntimeError as e:
             raise self.error(node, str(e)) from None
 
-    def call_error(self, node: ast.Call, fn, e: Exception, runtime: bool) -> Exception:
+    def call_error(self, node: ast.Call, fn, e: Exception, runtime: bool, args: list) -> Exception:
         name = getattr(fn, "__name__", repr(fn))
+        if any(isinstance(a, (Buffer, RegionRef)) for a in args):
+            return self.error(node, f"{name}: a whole buffer cannot be an operand here ({e})", cls=TypeCheckError,
+                              hint="index an element (t[i]) inside a T.Parallel loop, or use a tile "
+                                   "operation (T.copy, T.reduce_max, ...)")
         if "truth value of IR expression" in str(e):
             return self.error(node, f"{name}: the truth value of a run-time value is not known when the "
                                     f"kernel is defined", cls=TypeCheckError,
@@ -695,7 +699,12 @@ class Parser:
             raise self.error(node, f"T.{fn.__name__} cannot be used inside a T.Parallel loop",
                              hint="tile operations act on whole tiles, once per block: move it out of "
                                   "the loop, or write elements (t[i] = A[r, i]) inside it")
-        return TILE_HANDLERS[handler](self, node, args, kwargs)
+        try:
+            return TILE_HANDLERS[handler](self, node, args, kwargs)
+        except TileDSLError:
+            raise
+        except (TypeError, ValueError) as e:  # a value the handler could not convert
+            raise self.error(node, f"T.{fn.__name__}: {e}", cls=TypeCheckError) from None
 
     def loop_spec(self, kind: str, node: ast.Call, args: list, kwargs: dict) -> "_LoopSpec":
         annotations = ()

@@ -42,7 +42,12 @@ USAGE = {
 def usage_hint(msg: str) -> Optional[str]:
     """The usage of the T construct an error message starts with, if any."""
     keys = [k for k in USAGE if msg.startswith(k)]
-    return USAGE[max(keys, key=len)] if keys else None
+    if keys:
+        return USAGE[max(keys, key=len)]
+    if "in an IR expression" in msg:
+        return ("run-time expressions are made of numbers, loop and block indices, scalar parameters "
+                "and buffer elements (A[i, j]); a whole buffer, a string or None cannot be one")
+    return None
 
 
 @dataclass(frozen=True)
@@ -254,7 +259,7 @@ def _gemm(p, node, args, kwargs):
 
 
 def _fill(p, node, args, kwargs):
-    if len(args) != 2:
+    if len(args) != 2 or kwargs:
         raise p.error(node, "T.fill(buffer, value) takes two arguments", cls=TypeCheckError)
     buf, starts, extents = as_region(p, node, args[0], "T.fill destination")
     if extents is None:
@@ -266,7 +271,7 @@ def _fill(p, node, args, kwargs):
 
 
 def _clear(p, node, args, kwargs):
-    if len(args) != 1:
+    if len(args) != 1 or kwargs:
         raise p.error(node, "T.clear(buffer) takes one argument", cls=TypeCheckError)
     return _fill(p, node, [args[0], 0], {})
 
@@ -279,6 +284,9 @@ def _reduce(kind: str):
         src, dst = args[0], args[1]
         dim = args[2] if len(args) > 2 else kwargs.pop("dim", -1)
         clear = args[3] if len(args) > 3 else kwargs.pop("clear", True)
+        if kwargs or len(args) > 4:
+            raise p.error(node, f"T.reduce_{kind}(src, dst, dim=-1, clear=True) got unexpected arguments",
+                          cls=TypeCheckError)
         for what, b in (("source", src), ("destination", dst)):
             if not isinstance(b, Buffer) or b.scope == "global":
                 raise p.error(node, f"T.reduce_{kind}: the {what} must be a shared or fragment tile",
