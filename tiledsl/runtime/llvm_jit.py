@@ -63,7 +63,7 @@ def machine_for(target: Target) -> Machine:
     """The host's CPU and features for its own ISA; the x86-64 level for a forced one."""
     llvm = _llvm()
     triple = llvm.get_process_triple()
-    if target.isa == host_cpu().isa or not triple.startswith("x86_64"):
+    if target.isa in ("", host_cpu().isa) or not triple.startswith("x86_64"):
         return Machine(triple, llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten())
     return Machine(triple, _ISA_CPU[target.isa], "")
 
@@ -151,10 +151,16 @@ class _Jit:
         return self.kernels[key]
 
 
-@functools.lru_cache(maxsize=None)
+_JIT: Optional[_Jit] = None
+
+
 def _jit() -> _Jit:
+    """The process's JIT, made on first use (once, even when threads compile at once)."""
+    global _JIT
     with _lock:
-        return _Jit()
+        if _JIT is None:
+            _JIT = _Jit()
+        return _JIT
 
 
 def compile_ir(text: str, symbol: str, m: Machine) -> Tuple[Any, str]:
