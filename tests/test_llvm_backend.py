@@ -403,3 +403,21 @@ def test_print_matches_the_interpreter(capfd):
     tiledsl.compile(kernel(), out_idx=[-1], target="interp", name="show")(a, 3)
     theirs = capfd.readouterr().out
     assert ours == theirs and ours.count("\n") == 9, ours
+
+
+@llvm_jit()
+def dyn_i32(block=8):
+    N = T.dynamic("N", "int32")
+
+    @T.prim_func
+    def main(A: T.Tensor((N,), "uint8"), B: T.Tensor((N,), "int32")):
+        with T.Kernel(T.ceildiv(N, block)) as bx:
+            for i in T.Parallel(block):
+                B[bx * block + i] = T.cast(A[bx * block + i] + 250, "int32") + N
+    return main
+
+
+def test_int32_symbolic_size_and_wrapping_uint8():
+    """An int32 size bound from the int64 shape, and uint8 arithmetic that wraps as in numpy."""
+    a = np.arange(0, 20, dtype=np.uint8)
+    np.testing.assert_array_equal(dyn_i32()(a), (a + np.uint8(250)).astype(np.int32) + 20)

@@ -37,8 +37,8 @@ def render_llvm(lowered: ir.PrimFunc, original: ir.PrimFunc, opts: RenderOptions
             params.append((value_type(p.dtype), "v." + ident(p.name), ""))
             values[p] = Val("%v." + ident(p.name), value_type(p.dtype))
     for v in shape_vars:
-        params.append(("i64", "v." + ident(v.name), ""))
-        values[v] = Val("%v." + ident(v.name), "i64")
+        params.append((value_type(v.dtype), "v." + ident(v.name), ""))
+        values[v] = Val("%v." + ident(v.name), value_type(v.dtype))
     body = f"{opts.symbol}_body"
     fn = m.function(body, "i32", params, attrs=opts.fn_attrs)
     e = BodyEmitter(fn, m, opts, [0])

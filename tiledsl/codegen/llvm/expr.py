@@ -186,8 +186,9 @@ class ExprEmitter:
         ty = value_type(e.dtype)
         if e.dtype.is_bool:
             return Val("true" if e.value else "false", ty)
-        if e.dtype.is_int:
-            return Val(str(int(e.value)), ty)
+        if e.dtype.is_int:  # LLVM integers have no sign: a uint64 above 2^63 is written negative
+            v = int(e.value) % (1 << e.dtype.bits)
+            return Val(str(v - (1 << e.dtype.bits) if v >= 1 << (e.dtype.bits - 1) else v), ty)
         return Val(float_literal(e.value, ty), ty)
 
     def e_Var(self, e: Var) -> Val:

@@ -15,6 +15,7 @@ from typing import Iterable, List
 
 from ... import ir
 from ...ir import Buffer, Var
+from ...ir.expr import INDEX as _INDEX
 from .builder import Module, Val
 from .expr import ExprEmitter, value_type
 from .kernel import ident
@@ -98,7 +99,7 @@ class _Entry:
         for d, s in enumerate(p.shape):
             if isinstance(s, Var) and s not in self.ex.values:
                 dim = f.load("i64", f.gep("i64", shape, Val(str(d), "i64")))
-                self.ex.values[s] = dim
+                self.ex.values[s] = self.ex.convert(dim, _INDEX, s.dtype)  # T.dynamic("N", "int32")
         want = f.alloca("i64", max(1, p.ndim), base="want.")
         for d, s in enumerate(p.shape):
             f.store(self.ex.index(s), f.gep("i64", want, Val(str(d), "i64")))
