@@ -59,6 +59,7 @@ class Machine:
 _ISA_CPU = {"avx512": "x86-64-v4", "avx2": "x86-64-v3", "scalar": "x86-64"}
 
 
+@functools.lru_cache(maxsize=None)
 def machine_for(target: Target) -> Machine:
     """The host's CPU and features for its own ISA; the x86-64 level for a forced one."""
     llvm = _llvm()
