@@ -2,17 +2,20 @@
 tile configurations and dtypes for a GEMM and for an elementwise + row-reduction kernel, and
 holds the CPU target and the interpreter to numpy and to each other:
 
-- cpu == interp == numpy (within the accumulation error bound of any summation order);
-- num_stages 1 vs 3, and threads=64 vs 256, give bitwise identical results;
+- cpu == interp == numpy (within the accumulation error bound of any summation order; exact
+  for integers), over symbolic shapes and, for a few examples, shapes compiled in;
+- num_stages 1 vs 3, and threads=128 vs 256, give bitwise identical results;
 - swizzled vs plain shared-tile layouts give identical results (exact integer-valued data);
-- the compiled kernel's results do not depend on the number of OpenMP threads.
+- the compiled kernel's results do not depend on the number of OpenMP threads (1, 2, 3).
 
-Shapes are symbolic, so the ~13 kernels compile once and serve every drawn shape.
+Shapes are symbolic, so each configuration compiles once and serves every drawn shape
+(16 compiles in all: the file takes 15-30 s on 2 cores with a cold kernel cache).
 
 Hypothesis profiles (TILEDSL_FUZZ_PROFILE selects one):
-- `tiledsl-ci` (default): derandomized (the same examples every run), no example database,
-  no deadline; max_examples 30 / 12 / 12 / 6 / 30 for the five tests (~25 s on 2 cores).
-- `tiledsl-fuzz`: random, 20x the examples, for a local or nightly hunt.
+- `tiledsl-ci` (default): derandomize=True (the same examples every run), database=None,
+  deadline=None, max_examples=200, scaled per test: 200 GEMM, 80 stages/threads, 80 swizzle,
+  40 OpenMP threads, 200 elementwise + reduction, and 3 static-shape GEMMs.
+- `tiledsl-fuzz`: random, max_examples=4000 (100 static-shape GEMMs), for a local or nightly hunt.
 
 A failure prints the falsifying spec and the command that keeps it as a corpus file
 (tests/corpus/add_case.py); with TILEDSL_FUZZ_SAVE=1 the test writes that file itself.
@@ -49,11 +52,10 @@ GEMM_CONFIGS = [
     dict(block_M=32, block_N=16, block_K=16, dtype="float16", trans_b=True, threads=64),
     dict(block_M=8, block_N=32, block_K=32, dtype="bfloat16", threads=256),
     dict(block_M=16, block_N=8, block_K=16, dtype="int8"),
-    dict(block_M=16, block_N=16, block_K=16, dtype="float64", trans_b=True),
-    dict(block_M=16, block_N=32, block_K=8, dtype="float32", trans_a=True, trans_b=True, threads=64),
+    dict(block_M=16, block_N=32, block_K=8, dtype="float64", trans_a=True, trans_b=True),
 ]
-ROW_CONFIGS = [(4, 16, "float32", "sum"), (8, 8, "float16", "max"), (2, 32, "int32", "absmax"),
-               (16, 4, "float32", "absmax"), (4, 8, "int8", "sum"), (8, 16, "bfloat16", "max")]
+ROW_CONFIGS = [(4, 16, "float32", "sum"), (8, 8, "float16", "absmax"), (4, 8, "int8", "sum"),
+               (16, 4, "bfloat16", "max")]
 
 
 @st.composite
@@ -93,6 +95,10 @@ def _within(got, want, tol, what):
 @budget(1.0)
 @given(spec=gemm_specs())
 def test_gemm_cpu_interp_numpy(spec):
+    _check_gemm(spec)
+
+
+def _check_gemm(spec):
     a, b = spec.inputs()
     with keep_if_failing(spec, "cpu, interp and numpy disagree on a GEMM"):
         want = spec.reference(a, b)
@@ -108,12 +114,12 @@ def test_gemm_cpu_interp_numpy(spec):
             _within(got_c, got_i, 2 * tol, "cpu vs interp")
 
 
-@settings(BASE, max_examples=6 if PROFILE == "tiledsl-ci" else 100)
-@given(spec=gemm_specs(configs=(0, 1, 5), static=True))
+@settings(BASE, max_examples=3 if PROFILE == "tiledsl-ci" else 100)
+@given(spec=gemm_specs(configs=(0, 1, 4), static=True))
 def test_gemm_static_shapes_cpu_interp_numpy(spec):
     """Shapes compiled in: interval analysis drops the guards it proves unneeded (each example
     is one compile, hence the few examples)."""
-    test_gemm_cpu_interp_numpy.hypothesis.inner_test(spec)
+    _check_gemm(spec)
 
 
 @budget(0.4)
