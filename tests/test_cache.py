@@ -70,7 +70,9 @@ spec = importlib.util.spec_from_file_location("kern", sys.argv[1])
 mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
 k = mod.add_one(1000)
 a = np.arange(1000, dtype=np.float32)
-print(json.dumps({"key": k.cache_key, "lib": k.library, "ok": bool(np.array_equal(k(a), a + 1))}))
+from tiledsl.runtime.cpp import tiledsl_fingerprint
+print(json.dumps({"key": k.cache_key, "lib": k.library, "ok": bool(np.array_equal(k(a), a + 1)),
+                  "fingerprint": tiledsl_fingerprint()}))
 '''
 
 
@@ -147,13 +149,16 @@ def test_four_processes_compile_the_same_kernel_at_once(cache_dir, tmp_path):
     assert logs.count("] loaded from the disk cache add_one(") == 3, logs
 
 
-def test_truncated_library_is_detected_and_rebuilt(cache_dir, tmp_path, caplog):
+def test_truncated_library_is_detected_and_rebuilt(cache_dir, tmp_path, caplog, monkeypatch):
     src = write_kernel(tmp_path, "kern")
     # Built by another process: this one must never have the library it damages mapped.
     out = subprocess.run([sys.executable, "-c", CHILD, str(src)], env=child_env(cache_dir),
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    lib = Path(json.loads(out.stdout.strip().splitlines()[-1])["lib"])
+    child = json.loads(out.stdout.strip().splitlines()[-1])
+    # The same key here even if tiledsl's source changed since this process hashed it.
+    monkeypatch.setattr(cpp, "tiledsl_fingerprint", lambda: child["fingerprint"])
+    lib = Path(child["lib"])
     size = lib.stat().st_size
     lib.write_bytes(lib.read_bytes()[: size // 3])
     with caplog.at_level(logging.INFO, logger="tiledsl"):
@@ -163,7 +168,7 @@ def test_truncated_library_is_detected_and_rebuilt(cache_dir, tmp_path, caplog):
     assert any(m.startswith("compiled add_one(") for m in messages), messages
     a = np.arange(1000, dtype=np.float32)
     np.testing.assert_array_equal(k(a), a + 1)
-    assert Path(k.library).stat().st_size > size // 3
+    assert k.library == str(lib) and lib.stat().st_size > size // 3
 
 
 class _Captured(Exception):
