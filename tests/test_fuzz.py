@@ -6,15 +6,17 @@ holds the CPU target and the interpreter to numpy and to each other:
   for integers), over symbolic shapes and, for a few examples, shapes compiled in;
 - num_stages 1 vs 3, and threads=128 vs 256, give bitwise identical results;
 - swizzled vs plain shared-tile layouts give identical results (exact integer-valued data);
-- the compiled kernel's results do not depend on the number of OpenMP threads (1, 2, 3).
+- the compiled kernel's results do not depend on the number of OpenMP threads (1, 2, 3);
+- copies of windows at offsets before, inside and past the ends of a tensor (in and out,
+  with a dtype conversion) match numpy slicing exactly.
 
 Shapes are symbolic, so each configuration compiles once and serves every drawn shape
-(16 compiles in all: the file takes 15-30 s on 2 cores with a cold kernel cache).
+(19 compiles in all: the file takes 15-35 s on 2 cores with a cold kernel cache).
 
 Hypothesis profiles (TILEDSL_FUZZ_PROFILE selects one):
 - `tiledsl-ci` (default): derandomize=True (the same examples every run), database=None,
   deadline=None, max_examples=200, scaled per test: 200 GEMM, 80 stages/threads, 80 swizzle,
-  40 OpenMP threads, 200 elementwise + reduction, and 3 static-shape GEMMs.
+  40 OpenMP threads, 200 elementwise + reduction, 200 copies, and 3 static-shape GEMMs.
 - `tiledsl-fuzz`: random, max_examples=4000 (100 static-shape GEMMs), for a local or nightly hunt.
 
 A failure prints the falsifying spec and the command that keeps it as a corpus file
@@ -29,7 +31,7 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings, strategies as st
 
 from corpus.add_case import save
-from corpus.families import GemmSpec, RowSpec
+from corpus.families import CopySpec, GemmSpec, RowSpec
 
 settings.register_profile("tiledsl-ci", max_examples=200, deadline=None, derandomize=True,
                           database=None, print_blob=True,
@@ -71,6 +73,20 @@ def row_specs(draw):
     alpha = draw(st.floats(-2, 2, allow_nan=False, width=32))
     return RowSpec(bm, bn, dtype, kind, M=draw(SIZES), N=draw(SIZES), alpha=float(alpha),
                    seed=draw(st.integers(0, 2 ** 16)))
+
+
+COPY_CONFIGS = [(8, 16, "float32", "float32"), (5, 3, "float16", "float32"), (16, 4, "int8", "int32")]
+
+
+@st.composite
+def copy_specs(draw):
+    tr, tc, src, dst = draw(st.sampled_from(COPY_CONFIGS))
+    dims = st.integers(1, 40)
+    R, C, R2, C2 = draw(dims), draw(dims), draw(dims), draw(dims)
+    return CopySpec(tr, tc, src, dst, B=draw(st.integers(1, 3)), R=R, C=C, R2=R2, C2=C2,
+                    r0=draw(st.integers(-tr - 2, R + 2)), c0=draw(st.integers(-tc - 2, C + 2)),
+                    r1=draw(st.integers(-tr - 2, R2 + 2)), c1=draw(st.integers(-tc - 2, C2 + 2)),
+                    seed=draw(st.integers(0, 2 ** 16)))
 
 
 @contextlib.contextmanager
@@ -197,3 +213,17 @@ def test_rows_cpu_interp_numpy(spec):
             assert y.dtype == want_y.dtype and r.dtype == want_r.dtype
             _within(y, want_y, y_tol, f"{who} Y vs numpy")
             _within(r, want_r, r_tol, f"{who} R vs numpy")
+
+
+@budget(1.0)
+@given(spec=copy_specs())
+def test_copy_windows_cpu_interp_numpy(spec):
+    """Copies of windows that start before, inside or past the end of the tensor, in and out:
+    the zeros read outside and the writes dropped outside must match numpy's slicing exactly."""
+    args = spec.inputs()
+    with keep_if_failing(spec, "a copy with offsets disagrees with numpy"):
+        want = spec.reference(*args)
+        for target in ("cpu", "interp"):
+            y = args[-1].copy()
+            spec.kernel(target)(*args[:-1], y)
+            np.testing.assert_array_equal(y, want, err_msg=target)

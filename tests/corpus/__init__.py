@@ -24,7 +24,8 @@ class Case:
     `build()` returns the PrimFunc; `inputs(rng)` the arguments a call takes (outputs at
     `out_idx` are allocated by the kernel); `reference(*inputs)` the expected outputs with
     numpy, or None to compare the targets only. `exact` asks for bitwise equality between
-    the targets (integer data, or float data whose every operation is exact)."""
+    the targets (integer data, or float data whose every operation is exact). A kernel that
+    writes arguments the caller passes (`out_idx=()`) names them in `outputs`."""
     name: str
     build: Callable[[], Any]
     inputs: Callable[[np.random.Generator], tuple]
@@ -35,6 +36,7 @@ class Case:
     exact: bool = False
     seed: int = 0
     note: str = field(default="", compare=False)
+    outputs: Sequence[int] = ()
 
 
 def as_tuple(x) -> tuple:
@@ -50,7 +52,11 @@ def run(case: Case, target: str, func=None) -> tuple:
     func = func if func is not None else case.build()
     kernel = tiledsl.compile(func, out_idx=list(case.out_idx), target=target, name=case.name)
     args = case.inputs(np.random.default_rng(case.seed))
-    return as_tuple(kernel(*_copy(args))), args
+    mine = _copy(args)
+    result = kernel(*mine)
+    if not case.out_idx:
+        return tuple(mine[i] for i in case.outputs), args
+    return as_tuple(result), args
 
 
 def _close(got, want, case: Case, what: str) -> None:

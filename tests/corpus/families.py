@@ -20,7 +20,7 @@ from tiledsl.layout import swizzle
 
 from . import Case
 
-__all__ = ["GemmSpec", "RowSpec", "compiled", "gemm_kernel", "row_kernel", "exact_gemm_data"]
+__all__ = ["GemmSpec", "RowSpec", "CopySpec", "compiled", "gemm_kernel", "row_kernel", "copy_kernel"]
 
 NUMPY = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16,
          "float64": np.float64, "int8": np.int8, "int32": np.int32}
@@ -123,9 +123,9 @@ def row_kernel(block_M: int, block_N: int, dtype: str, kind: str):
 @functools.lru_cache(maxsize=None)
 def compiled(target: str, family: str, config: tuple):
     """One kernel per (target, family, configuration), reused for every drawn shape."""
-    build = {"gemm": gemm_kernel, "rows": row_kernel}[family]
-    return tiledsl.compile(build(*config), out_idx=[-1] if family == "gemm" else [2, 3],
-                           target=target, name=f"fuzz_{family}")
+    build = {"gemm": gemm_kernel, "rows": row_kernel, "copy": copy_kernel}[family]
+    out_idx = {"gemm": [-1], "rows": [2, 3], "copy": []}[family]
+    return tiledsl.compile(build(*config), out_idx=out_idx, target=target, name=f"fuzz_{family}")
 
 
 def _data(rng, shape, dtype: str, exact: bool):
@@ -236,3 +236,75 @@ class RowSpec:
         return Case("rows_spec", lambda: row_kernel(*self.config),
                     lambda rng: self.inputs(), self.reference, (2, 3), rtol=2e-3, atol=1e-3 * self.N + 1e-3,
                     exact=self.dtype.startswith("int"), seed=self.seed, note=repr(self))
+
+
+@functools.lru_cache(maxsize=None)
+def copy_kernel(tile_r: int, tile_c: int, src: str, dst: str):
+    """A window of X (rows r0.., columns c0.. of every batch, starts that may be negative or
+    past the end) into a tile, converted into a second tile, written to Y at (r1, c1): reads
+    outside X give 0 and writes outside Y are dropped."""
+    B, R, C = T.dynamic("B"), T.dynamic("R"), T.dynamic("C")
+    R2, C2 = T.dynamic("R2"), T.dynamic("C2")
+
+    @T.prim_func
+    def window(X: T.Tensor((B, R, C), src), r0: T.int32, c0: T.int32, r1: T.int32, c1: T.int32,
+               Y: T.Tensor((B, R2, C2), dst)):
+        with T.Kernel(B) as b:
+            t = T.alloc_shared((tile_r, tile_c), src)
+            u = T.alloc_fragment((tile_r, tile_c), dst)
+            T.copy(X[b, r0:r0 + tile_r, c0:c0 + tile_c], t)
+            T.copy(t, u)
+            T.copy(u, Y[b, r1, c1])
+    return window
+
+
+@dataclass(frozen=True)
+class CopySpec:
+    tile_r: int = 8
+    tile_c: int = 16
+    src: str = "float32"
+    dst: str = "float32"
+    B: int = 2
+    R: int = 10
+    C: int = 20
+    R2: int = 12
+    C2: int = 9
+    r0: int = 0
+    c0: int = 0
+    r1: int = 0
+    c1: int = 0
+    seed: int = 0
+
+    @property
+    def config(self) -> tuple:
+        return (self.tile_r, self.tile_c, self.src, self.dst)
+
+    def inputs(self, rng=None) -> tuple:
+        rng = rng if rng is not None else np.random.default_rng(self.seed)
+        x = _data(rng, (self.B, self.R, self.C), self.src, False)
+        y = np.full((self.B, self.R2, self.C2), 7, NUMPY[self.dst])  # what the copy leaves alone
+        return x, self.r0, self.c0, self.r1, self.c1, y
+
+    def reference(self, x, r0, c0, r1, c1, y) -> np.ndarray:
+        tr, tc = self.tile_r, self.tile_c
+        tile = np.zeros((self.B, tr, tc), x.dtype)
+        i0, i1 = max(0, -r0), min(tr, self.R - r0)
+        j0, j1 = max(0, -c0), min(tc, self.C - c0)
+        if i0 < i1 and j0 < j1:
+            tile[:, i0:i1, j0:j1] = x[:, r0 + i0:r0 + i1, c0 + j0:c0 + j1]
+        out = y.copy()
+        i0, i1 = max(0, -r1), min(tr, self.R2 - r1)
+        j0, j1 = max(0, -c1), min(tc, self.C2 - c1)
+        if i0 < i1 and j0 < j1:
+            out[:, r1 + i0:r1 + i1, c1 + j0:c1 + j1] = tile[:, i0:i1, j0:j1].astype(NUMPY[self.dst])
+        return out
+
+    def kernel(self, target: str):
+        return compiled(target, "copy", self.config)
+
+    def case(self) -> Case:
+        def inputs(rng):
+            return self.inputs()
+        return Case("copy_spec", lambda: copy_kernel(*self.config), inputs,
+                    lambda *a: self.reference(*a), (), exact=True, seed=self.seed, note=repr(self),
+                    outputs=(5,))
