@@ -10,24 +10,13 @@ import pytest
 
 import tiledsl
 import tiledsl.language as T
+from corpus.families import gemm_kernel
 
 TARGETS = ["cpu", "interp"]
 
 
 def matmul(M, N, K, dtype="float32"):
-    @T.prim_func
-    def main(A: T.Tensor((M, K), dtype), B: T.Tensor((K, N), dtype), C: T.Tensor((M, N), "float32")):
-        with T.Kernel(T.ceildiv(N, 16), T.ceildiv(M, 16)) as (bx, by):
-            A_s = T.alloc_shared((16, 16), dtype)
-            B_s = T.alloc_shared((16, 16), dtype)
-            C_f = T.alloc_fragment((16, 16), "float32")
-            T.clear(C_f)
-            for k in T.serial(T.ceildiv(K, 16)):
-                T.copy(A[by * 16, k * 16], A_s)
-                T.copy(B[k * 16, bx * 16], B_s)
-                T.gemm(A_s, B_s, C_f)
-            T.copy(C_f, C[by * 16, bx * 16])
-    return main
+    return gemm_kernel(16, 16, 16, dtype, False, 2, False, 128, shape=(M, N, K))
 
 
 @T.prim_func

@@ -13,6 +13,7 @@ import pytest
 
 import tiledsl
 import tiledsl.language as T
+from corpus.families import gemm_kernel
 from tiledsl.interp import (ArithmeticFault, InterpKernel, OutOfBoundsError, RaceError,
                             UninitializedReadError, UnwrittenOutputError)
 
@@ -41,19 +42,8 @@ def _raises(cls, marker, fragment, fn, *args):
 # ---------------------------------------------------------------- agreement with the CPU
 
 def matmul(M, N, K, block_M=64, block_N=64, block_K=32, dtype="float32"):
-    @T.prim_func
-    def main(A: T.Tensor((M, K), dtype), B: T.Tensor((K, N), dtype), C: T.Tensor((M, N), "float32")):
-        with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M)) as (bx, by):
-            A_s = T.alloc_shared((block_M, block_K), dtype)
-            B_s = T.alloc_shared((block_K, block_N), dtype)
-            C_f = T.alloc_fragment((block_M, block_N), "float32")
-            T.clear(C_f)
-            for k in T.Pipelined(T.ceildiv(K, block_K), num_stages=2):
-                T.copy(A[by * block_M, k * block_K], A_s)
-                T.copy(B[k * block_K, bx * block_N], B_s)
-                T.gemm(A_s, B_s, C_f)
-            T.copy(C_f, C[by * block_M, bx * block_N])
-    return main
+    """The corpus GEMM (C in the accumulator type) with static shapes."""
+    return gemm_kernel(block_M, block_N, block_K, dtype, False, 2, False, 128, shape=(M, N, K))
 
 
 def test_gemm_256_cubed():
