@@ -248,11 +248,11 @@ class Machine:
             if mask is not True and not bool(mask):
                 return
             key = tuple(int(i) for i in idx)
-            if not self._in_bounds(mem, key, "store"):
+            if not self._in_bounds(mem, key):
                 return
             mem.write(key, np.asarray(value), self.block, self.access_failure(mem))
             return
-        act, key, sel = self._lane_access(mem, idx, mask, "store")
+        key, sel = self._lane_access(mem, idx, mask)
         if key is None:
             return
         vals = np.broadcast_to(value, self.lanes)[sel].astype(mem.data.dtype)
@@ -288,7 +288,7 @@ class Machine:
 
     # ---- element access ----
 
-    def _in_bounds(self, mem: Mem, key: tuple, what: str) -> bool:
+    def _in_bounds(self, mem: Mem, key: tuple) -> bool:
         ok = all(0 <= i < n for i, n in zip(key, mem.data.shape))
         if not ok and (mem.on_chip or self.strict):
             self.out_of_bounds(mem, key)
@@ -303,9 +303,9 @@ class Machine:
         raise self.error(OutOfBoundsError, f"index {mem.name}[{', '.join(str(i) for i in key)}] is out of "
                                            f"bounds for {where} '{mem.name}' of shape {shape}", hint=hint)
 
-    def _lane_access(self, mem: Mem, idx: list, mask, what: str):
-        """(active lanes, key of the in-range active lanes, their selector) for an element
-        access inside T.Parallel iterations; key is None when no lane touches memory."""
+    def _lane_access(self, mem: Mem, idx: list, mask):
+        """(key of the in-range active lanes, their selector) for an element access inside
+        T.Parallel iterations; key is None when no lane touches memory."""
         shape = self.lanes
         act = np.broadcast_to(True if mask is True else mask, shape)
         ib = [np.broadcast_to(np.asarray(i, np.int64), shape) for i in idx]
@@ -317,9 +317,7 @@ class Machine:
             pos = tuple(reversed(np.unravel_index(int(np.argmax(oob.T)), oob.T.shape)))
             self.out_of_bounds(mem, tuple(int(i[pos]) for i in ib))
         sel = act & inb
-        if not sel.any():
-            return act, None, sel
-        return act, tuple(i[sel] for i in ib), sel
+        return (tuple(i[sel] for i in ib) if sel.any() else None), sel
 
     def _lane_ids(self, sel) -> np.ndarray:
         return np.arange(int(np.prod(self.lanes)), dtype=np.int64).reshape(self.lanes)[sel] + 1
@@ -370,10 +368,10 @@ class Machine:
             if mask is not True and not bool(mask):
                 return np.zeros((), cd)
             key = tuple(int(i) for i in idx)
-            if not self._in_bounds(mem, key, "load"):
+            if not self._in_bounds(mem, key):
                 return np.zeros((), cd)
             return to_compute(mem.read(key, self.block, self.access_failure(mem)), e.dtype)
-        act, key, sel = self._lane_access(mem, idx, mask, "load")
+        key, sel = self._lane_access(mem, idx, mask)
         out = np.zeros(self.lanes, mem.data.dtype)
         if key is None:
             return out.astype(cd)
