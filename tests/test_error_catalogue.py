@@ -212,7 +212,7 @@ CATALOGUE = [
             for i in T.Parallel(8, 8):  # <-
                 A[0, 0] = 1.0
     """),
-    M("num_stages", TypeCheckError, "num_stages must be a positive Python integer", """
+    M("num_stages", TypeCheckError, "num_stages must be a Python integer >= 0", """
         with T.Kernel(1) as bx:
             for k in T.Pipelined(4, num_stages=n):  # <-
                 A[k, 0] = 1.0

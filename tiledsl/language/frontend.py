@@ -713,7 +713,7 @@ class Parser:
             for k in ("order", "stage", "group"):
                 kwargs.pop(k, None)
             if not _py_int(stages) or stages < 0:
-                raise self.error(node, f"num_stages must be a positive Python integer, got {stages!r}",
+                raise self.error(node, f"num_stages must be a Python integer >= 0, got {stages!r}",
                                  hint="T.Pipelined(n, num_stages=2): how many tiles are in flight",
                                  cls=TypeCheckError)
             annotations = (("num_stages", int(stages)),)

@@ -30,6 +30,8 @@ USAGE = {
     "T.clear": "T.clear(tile) sets every element of a shared / fragment tile to zero",
     "T.alloc": "T.alloc_shared((rows, cols), \"float16\") / T.alloc_fragment(...) inside 'with T.Kernel(...)': "
                "a shape of Python ints and a dtype",
+    "T.alloc_var": "acc = T.alloc_var(\"float32\") (starts at 0) or T.alloc_var(\"int32\", init): "
+                   "a mutable run-time scalar",
     "T.annotate_layout": "T.annotate_layout({A_s: layout}): a tiledsl.layout.Layout over the tile's shape, "
                          "one per buffer",
     "T.print": "T.print(value, \"message\") prints a run-time value, T.print(tile) every element of a buffer",
@@ -253,7 +255,7 @@ def _gemm(p, node, args, kwargs):
                       cls=TypeCheckError)
     if cd.name not in _ACCUM.get(ad.name, ()):
         raise p.error(node, f"T.gemm: {ad} inputs cannot accumulate into {cd} C",
-                      hint=f"use a {_ACCUM.get(ad.name, ('float32',))[0]} fragment for C",
+                      hint=f"use a fragment of {_ACCUM.get(ad.name, ('float32',))[0]} for C",
                       cls=TypeCheckError)
     return ir.Gemm(a, b, c, ta, tb, clear, str(policy), span=p.span(node))
 
