@@ -29,6 +29,7 @@ import os
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, note, settings, strategies as st
+from hypothesis.control import current_build_context
 
 from corpus.add_case import save
 from corpus.families import CopySpec, GemmSpec, RowSpec
@@ -96,7 +97,8 @@ def keep_if_failing(spec, why: str):
         yield
     except Exception:
         note(f"keep it: python tests/corpus/add_case.py {repr(spec)!r} --why {why!r}")
-        if os.environ.get("TILEDSL_FUZZ_SAVE") == "1":
+        # Only the shrunk example Hypothesis replays last, not every one it tried on the way.
+        if os.environ.get("TILEDSL_FUZZ_SAVE") == "1" and current_build_context().is_final:
             note(f"saved {save(repr(spec), why)}")
         raise
 
