@@ -130,8 +130,8 @@ def compiled(target: str, family: str, config: tuple):
 
 def _data(rng, shape, dtype: str, exact: bool):
     if dtype.startswith("int"):
-        return rng.integers(-100 if dtype == "int32" else -8, 100 if dtype == "int32" else 8,
-                            shape).astype(NUMPY[dtype])
+        lo, hi = (-100, 100) if dtype == "int32" else (-128, 128)
+        return rng.integers(lo, hi, shape).astype(NUMPY[dtype])
     if exact:  # small integers: every product and sum below is exact in every float type
         return rng.integers(-4, 5, shape).astype(NUMPY[dtype])
     return rng.standard_normal(shape).astype(NUMPY[dtype])
@@ -187,7 +187,8 @@ class GemmSpec:
     def case(self) -> Case:
         return Case("gemm_spec", lambda: gemm_kernel(*self.config),
                     lambda rng: self.inputs(), self.reference, (-1,),
-                    rtol=1e-5 if self.dtype != "float64" else 1e-12, atol=1e-5 * max(self.K, 1),
+                    rtol=1e-5 if self.dtype != "float64" else 1e-12,
+                    atol=(1e-5 if self.dtype != "float64" else 1e-12) * max(self.K, 1),
                     exact=self.exact or self.dtype == "int8", seed=self.seed, note=repr(self))
 
 
