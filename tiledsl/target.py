@@ -27,7 +27,7 @@ class Target:
 
     @staticmethod
     def parse(spec: "str | Target | None") -> "Target":
-        """`"cpu"` (the host), `"cpu -isa=avx2"`, `"interp"`, `"cuda"`, `"cuda -arch=sm_80"`,
+        """`"cpu"` (the host), `"cpu -isa=avx2"`, `"interp"`, `"interp -strict"`, `"cuda"`, `"cuda -arch=sm_80"`,
         `"cuda -emulate"` (the CUDA code run on the CPU, for tests)."""
         if isinstance(spec, Target):
             return spec
