@@ -25,6 +25,7 @@ from tiledsl.target import Target, host_cpu
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 import gemm as gemm_example  # noqa: E402 - the README's example, held to numpy on this backend too
+import test_host_errors  # noqa: E402 - its kernels, here compiled by the LLVM backend
 
 jit_module = sys.modules["tiledsl.jit"]  # the module (tiledsl.jit is the decorator)
 ISAS = ["scalar"] + (["avx2"] if host_cpu().has("avx2") else []) + \
@@ -35,14 +36,8 @@ def llvm_jit(**kw):
     return tiledsl.jit(out_idx=[-1], backend="llvm", **kw)
 
 
-@llvm_jit()
-def axpy(N, block=64):
-    @T.prim_func
-    def main(A: T.Tensor((N,), "float32"), alpha: T.float32, n: T.int32, C: T.Tensor((N,), "float32")):
-        with T.Kernel(T.ceildiv(N, block)) as bx:
-            for i in T.Parallel(block):
-                C[bx * block + i] = A[bx * block + i] * alpha + n
-    return main
+# C[i] = A[i] * alpha + n: a tensor, a float and an int scalar, and a written tensor
+scale_add = llvm_jit()(test_host_errors.scale_add.factory)
 
 
 def convert(N, src, dst, isa=None):
@@ -227,23 +222,23 @@ def test_float_semantics_follow_c():
 # ---------------------------------------------------------------- the entry point
 
 @pytest.mark.parametrize("call,exc,message", [
-    (lambda f, a, c: f(a, 2.0, 1), TypeError, "axpy: expects 4 arguments (A, alpha, n, C), got 3"),
-    (lambda f, a, c: f(a.astype(np.float64), 2.0, 1, c), TypeError, "axpy: argument 'A' expects float32, got float64"),
-    (lambda f, a, c: f(a[:99].copy(), 2.0, 1, c), ValueError, "axpy: argument 'A' expects shape (100,), got (99,)"),
-    (lambda f, a, c: f(a.reshape(10, 10), 2.0, 1, c), ValueError, "axpy: argument 'A' expects 1 dimensions, got 2"),
+    (lambda f, a, c: f(a, 2.0, 1), TypeError, "scale_add: expects 4 arguments (A, alpha, n, C), got 3"),
+    (lambda f, a, c: f(a.astype(np.float64), 2.0, 1, c), TypeError, "scale_add: argument 'A' expects float32, got float64"),
+    (lambda f, a, c: f(a[:99].copy(), 2.0, 1, c), ValueError, "scale_add: argument 'A' expects shape (100,), got (99,)"),
+    (lambda f, a, c: f(a.reshape(10, 10), 2.0, 1, c), ValueError, "scale_add: argument 'A' expects 1 dimensions, got 2"),
     (lambda f, a, c: f(np.ones(200, np.float32)[::2], 2.0, 1, c), ValueError,
-     "axpy: argument 'A' must be contiguous (row-major); got strides (2,) (in elements)"),
-    (lambda f, a, c: f([1.0], 2.0, 1, c), TypeError, "axpy: argument 'A' expects a tensor, got list"),
-    (lambda f, a, c: f(a, "x", 1, c), TypeError, "axpy: argument 'alpha' expects a float32 scalar, got str"),
-    (lambda f, a, c: f(a, 2.0, 1.5, c), TypeError, "axpy: argument 'n' expects an integer (int32), got float"),
-    (lambda f, a, c: f(a, 2.0, 2 ** 31, c), ValueError, "axpy: argument 'n' = 2147483648 does not fit in int32"),
+     "scale_add: argument 'A' must be contiguous (row-major); got strides (2,) (in elements)"),
+    (lambda f, a, c: f([1.0], 2.0, 1, c), TypeError, "scale_add: argument 'A' expects a tensor, got list"),
+    (lambda f, a, c: f(a, "x", 1, c), TypeError, "scale_add: argument 'alpha' expects a float32 scalar, got str"),
+    (lambda f, a, c: f(a, 2.0, 1.5, c), TypeError, "scale_add: argument 'n' expects an integer (int32), got float"),
+    (lambda f, a, c: f(a, 2.0, 2 ** 31, c), ValueError, "scale_add: argument 'n' = 2147483648 does not fit in int32"),
     (lambda f, a, c: f(a, 2.0, 1, a), ValueError,
-     "axpy: argument 'C' is written by the kernel and overlaps argument 'A' in memory"),
+     "scale_add: argument 'C' is written by the kernel and overlaps argument 'A' in memory"),
 ], ids=["nargs", "dtype", "shape", "ndim", "strides", "kind", "float", "int", "range", "overlap"])
 def test_entry_point_checks(call, exc, message):
     """The raw exported function (no Python wrapper in between) raises what the C++ host code
     raises, before the body runs."""
-    k = axpy(100)
+    k = scale_add(100)
     a = np.arange(100, dtype=np.float32)
     c = np.full(100, 7.0, np.float32)
     with pytest.raises(exc) as e:
@@ -281,9 +276,9 @@ def test_symbolic_dimensions_are_bound_per_call():
 def test_parallel_launchers_agree_and_ffi_errors_propagate(monkeypatch):
     n = 1000
     a = np.random.default_rng(4).standard_normal(n).astype(np.float32)
-    pool = axpy(n)
+    pool = scale_add(n)
     monkeypatch.setenv("TILEDSL_LLVM_PARALLEL", "ffi")
-    ffi = tiledsl.compile(axpy.get_ir(n), out_idx=[-1], backend="llvm", name="axpy_ffi")
+    ffi = tiledsl.compile(scale_add.get_ir(n), out_idx=[-1], backend="llvm", name="scale_add_ffi")
     assert "@tdsl_ffi_parallel_for" in ffi.get_kernel_source()
     assert "@tdsl_parallel_for" in pool.get_kernel_source()
     np.testing.assert_array_equal(ffi(a, 0.5, 3), pool(a, 0.5, 3))
@@ -323,7 +318,7 @@ def test_concurrent_callers_share_the_pool():
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_forked_child_starts_its_own_workers():
-    k = axpy(4096)
+    k = scale_add(4096)
     a = np.ones(4096, np.float32)
     np.testing.assert_array_equal(k(a, 2.0, 1), 3.0)  # the pool runs in this process now
     pid = os.fork()
@@ -337,13 +332,13 @@ def test_forked_child_starts_its_own_workers():
 # ---------------------------------------------------------------- export, and no C++ compiler
 
 def test_export_library_runs_without_tiledsl(tmp_path):
-    k = axpy(100)
-    so = k.export_library(tmp_path / "axpy.so")
-    obj = k.export_library(tmp_path / "axpy.o")
+    k = scale_add(100)
+    so = k.export_library(tmp_path / "scale_add.so")
+    obj = k.export_library(tmp_path / "scale_add.o")
     assert open(obj, "rb").read(4) == b"\x7fELF"
     script = textwrap.dedent(f"""
         import numpy as np, tvm_ffi, sys
-        f = tvm_ffi.load_module({so!r})["axpy"]
+        f = tvm_ffi.load_module({so!r})["scale_add"]
         a = np.arange(100, dtype=np.float32); c = np.empty_like(a)
         f(a, 2.0, 1, c)
         assert (c == a * 2 + 1).all(), c
@@ -355,7 +350,7 @@ def test_export_library_runs_without_tiledsl(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "axpy: argument 'C' expects shape (100,), got (3,)"
+    assert out.stdout.strip() == "scale_add: argument 'C' expects shape (100,), got (3,)"
 
 
 def test_without_a_cxx_compiler_llvm_is_chosen(tmp_path):
