@@ -64,18 +64,18 @@ def infer_layout(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
             gemms.append(node)
     ir.walk(func.body, visit)
 
+    threads = _block_threads(func)
     for g in gemms:
         g = _with_layouts(g, decided)
         impl = resolve(g, target)
         hard = bool(getattr(impl, "hard_layouts", False))
-        extra = {"threads": _block_threads(func)} if getattr(impl, "per_block", False) else {}
+        extra = {"threads": threads} if getattr(impl, "per_block", False) else {}
         wanted = getattr(impl, "layouts", lambda g, t: {})(g, target, **extra)
         for name, layout in wanted.items():
             _decide(decided, name, _Decision(layout, g.span, "T.gemm", hard))
 
     links, partial = _fragment_links(func.body)
     if target.kind == "cuda":
-        threads = _block_threads(func)
         # A fragment read by a partial index next to a fuller one (a reduction's row maxima
         # read in an (i, j) loop), or written by a reduction, is held whole by every thread.
         reduced = set()

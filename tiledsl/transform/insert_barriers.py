@@ -56,11 +56,9 @@ def _shared_access(s) -> Tuple[Set[str], Set[str]]:
         elif isinstance(n, Store) and n.buffer.scope == "shared":
             writes.add(n.buffer.name)
         elif isinstance(n, ExternCall):
-            for a in n.args:  # an extern call may read or write through any pointer it gets
+            for a in n.args:  # the GPU's extern calls (mma) only read the shared tiles they get
                 if isinstance(a, BufferPtr) and a.buffer.scope == "shared":
                     reads.add(a.buffer.name)
-                    if getattr(n, "writes", False):
-                        writes.add(a.buffer.name)
     ir.walk(s, visit)
     return reads, writes
 

@@ -36,7 +36,27 @@ def _held_whole(f: Fragment, threads: int) -> bool:
     return f.replicate >= threads and f.num_threads == f.replicate
 
 
-class _Partition(StmtRewriter):
+class _Registers(StmtRewriter):
+    """Rewrites fragment loads and stores through `_reg(buffer, indices, span)`."""
+
+    def _reg(self, b: Buffer, indices, span) -> tuple:
+        raise NotImplementedError
+
+    def visit_Load(self, e: Load):
+        if e.buffer.scope != "fragment":
+            return e
+        buf, idx = self._reg(e.buffer, e.indices, None)
+        return Load(buf, idx, e.dtype)
+
+    def visit_Store(self, s: Store):
+        s = self.generic(s)
+        if s.buffer.scope != "fragment":
+            return s
+        buf, idx = self._reg(s.buffer, s.indices, s.span)
+        return Store(buf, idx, s.value, span=s.span)
+
+
+class _Partition(_Registers):
     def __init__(self):
         self.threads = 0
         self.regs: Dict[str, Buffer] = {}
@@ -60,26 +80,13 @@ class _Partition(StmtRewriter):
 
     # -- fragment accesses outside a parallel nest: only whole-held fragments --------------
 
-    def _outside(self, b: Buffer, indices, span) -> tuple:
+    def _reg(self, b: Buffer, indices, span) -> tuple:
         f = b.layout
         if not _held_whole(f, self.threads):
             raise LoweringError(f"fragment '{b.name}' is used outside a T.Parallel loop; on the GPU "
                                 f"its elements live in different threads", span,
                                 hint="read it inside a T.Parallel loop, or copy it to a shared buffer")
         return self.regs[b.name], (f.index(*indices),)
-
-    def visit_Load(self, e: Load):
-        if e.buffer.scope != "fragment":
-            return e
-        buf, idx = self._outside(e.buffer, e.indices, None)
-        return Load(buf, idx, e.dtype)
-
-    def visit_Store(self, s: Store):
-        s = self.generic(s)
-        if s.buffer.scope != "fragment":
-            return s
-        buf, idx = self._outside(s.buffer, s.indices, s.span)
-        return Store(buf, idx, s.value, span=s.span)
 
     # -- parallel nests --------------------------------------------------------------------
 
@@ -150,7 +157,7 @@ def _visited(f: Fragment, thread: ir.Expr, slot: ir.Expr, extents: tuple, thread
             for e in inverse.forward[:len(extents)]]
 
 
-class _Access(StmtRewriter):
+class _Access(_Registers):
     """Fragment accesses inside one parallel nest -> the thread's registers."""
 
     def __init__(self, outer: _Partition, driver: Fragment, vars_: tuple, slot: Var, span):
@@ -166,19 +173,6 @@ class _Access(StmtRewriter):
                             f"split over threads by another layout; a thread would need another "
                             f"thread's register", span or self.span,
                             hint="index it by the loop variables in order, or copy it through shared memory")
-
-    def visit_Load(self, e: Load):
-        if e.buffer.scope != "fragment":
-            return e
-        buf, idx = self._reg(e.buffer, e.indices, None)
-        return Load(buf, idx, e.dtype)
-
-    def visit_Store(self, s: Store):
-        s = self.generic(s)
-        if s.buffer.scope != "fragment":
-            return s
-        buf, idx = self._reg(s.buffer, s.indices, s.span)
-        return Store(buf, idx, s.value, span=s.span)
 
     def visit_For(self, s: For):
         if s.kind == "parallel":

@@ -93,9 +93,6 @@ class CudaMma:
     hard_layouts = True
     per_block = True
 
-    def __init__(self):
-        self._threads = 128
-
     def accepts(self, g: Gemm, t: Target) -> bool:
         a, b, c = g.a.buffer, g.b.buffer, g.c.buffer
         if t.kind != "cuda" or a.dtype.name not in ("float16", "bfloat16") or b.dtype != a.dtype:
