@@ -50,6 +50,13 @@ template <class T> static inline T tdsl_max(T a, T b) { return a > b ? a : b; }
 template <class T> static inline T tdsl_min(T a, T b) { return a < b ? a : b; }
 template <class T> static inline T tdsl_floordiv(T a, T b) { T q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
 template <class T> static inline T tdsl_floormod(T a, T b) { T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+/* An atomic read-modify-write of one element of any 1-, 2-, 4- or 8-byte type: a
+   compare-and-swap loop on its bits; `f` maps the old stored value to the new one. */
+template <class S, class F> static inline void tdsl_atomic_update(S* p, F f) {
+  S old, next;
+  __atomic_load(p, &old, __ATOMIC_RELAXED);
+  do { next = f(old); } while (!__atomic_compare_exchange(p, &old, &next, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+}
 static inline void* tdsl_alloc(size_t n) {
   void* p = NULL; if (posix_memalign(&p, 64, n ? n : 64) != 0) abort(); return p;
 }
@@ -57,6 +64,7 @@ static inline void* tdsl_alloc(size_t n) {
 
 class CpuRenderer(CExpr):
     PRAGMAS = {"vectorized": "#pragma omp simd", "unroll": "#pragma GCC unroll 16"}
+    FETCH_ADD = True  # integer atomic adds as __atomic_fetch_add
 
     def __init__(self, func: PrimFunc):
         super().__init__(CNames())
@@ -98,12 +106,32 @@ class CpuRenderer(CExpr):
         self.emit(d, "}")
 
     def s_Store(self, s: Store, d):
+        if s.atomic:
+            self.atomic_store(s, d)
+            return
         value = self.expr(s.value)
         if s.buffer.dtype.name == "bfloat16":
             value = f"tdsl_f2bf({value})"
         elif s.buffer.dtype.name == "float16":
             value = f"tdsl_f2h({value})"
         self.emit(d, f"{self.names.buffer(s.buffer)}[{self.expr(s.indices[0])}] = {value};")
+
+    def atomic_store(self, s: Store, d) -> None:
+        """`T.atomic_*` on one element: integer adds are one fetch-add, everything else a
+        compare-and-swap loop that combines the old value as the non-atomic code would
+        (`old > v ? old : v` for max, 16-bit floats computed in float)."""
+        dt = s.buffer.dtype
+        ref = f"{self.names.buffer(s.buffer)}[{self.expr(s.indices[0])}]"
+        value = self.expr(s.value)
+        if s.atomic == "add" and dt.is_int and self.FETCH_ADD:
+            self.emit(d, f"__atomic_fetch_add(&{ref}, ({c_value_type(dt)})({value}), __ATOMIC_RELAXED);")
+            return
+        load = {"float16": "tdsl_h2f(o__)", "bfloat16": "tdsl_bf2f(o__)"}.get(dt.name, "o__")
+        new = {"add": f"{load} + v__", "max": f"tdsl_max({load}, v__)", "min": f"tdsl_min({load}, v__)"}[s.atomic]
+        new = {"float16": f"tdsl_f2h({new})", "bfloat16": f"tdsl_f2bf({new})"}.get(dt.name, new)
+        st = c_storage_type(dt)
+        self.emit(d, f"{{ {c_value_type(dt)} v__ = {value}; "
+                     f"tdsl_atomic_update(&{ref}, [&]({st} o__) -> {st} {{ return ({st})({new}); }}); }}")
 
     def s_Decl(self, s: Decl, d):
         self.emit(d, f"{c_value_type(s.var.dtype)} {self.names.var(s.var)} = {self.expr(s.value)};")

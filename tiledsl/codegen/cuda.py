@@ -61,6 +61,34 @@ template <class T> TDSL_HD T tdsl_max(T a, T b) { return a > b ? a : b; }
 template <class T> TDSL_HD T tdsl_min(T a, T b) { return a < b ? a : b; }
 template <class T> TDSL_HD T tdsl_floordiv(T a, T b) { T q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
 template <class T> TDSL_HD T tdsl_floormod(T a, T b) { T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+/* T.atomic_*: float adds use the hardware's atomicAdd; everything else is a compare-and-swap
+   loop on the element's bits, `f` mapping the old stored value to the new one. */
+#ifdef TDSL_EMU
+template <class S, class F> static inline void tdsl_atomic_update(S* p, F f) {
+  S old, next;
+  __atomic_load(p, &old, __ATOMIC_RELAXED);
+  do { next = f(old); } while (!__atomic_compare_exchange(p, &old, &next, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+}
+static inline void tdsl_atomic_add_f32(float* p, float v) { tdsl_atomic_update(p, [&](float o) { return o + v; }); }
+#else
+template <int N> struct tdsl_bits;
+template <> struct tdsl_bits<2> { typedef unsigned short type; };
+template <> struct tdsl_bits<4> { typedef unsigned int type; };
+template <> struct tdsl_bits<8> { typedef unsigned long long type; };
+template <class S, class F> __device__ __forceinline__ void tdsl_atomic_update(S* p, F f) {
+  typedef typename tdsl_bits<sizeof(S)>::type U;
+  U* q = (U*)p;
+  U seen = *(volatile U*)q, want;
+  do {
+    want = seen;
+    S o; memcpy(&o, &want, sizeof(S));
+    S n = f(o);
+    U bits; memcpy(&bits, &n, sizeof(S));
+    seen = atomicCAS(q, want, bits);
+  } while (seen != want);
+}
+__device__ __forceinline__ void tdsl_atomic_add_f32(float* p, float v) { atomicAdd(p, v); }
+#endif
 """
 
 _SMEM_DEFAULT_LIMIT = 48 * 1024
@@ -68,10 +96,22 @@ _SMEM_DEFAULT_LIMIT = 48 * 1024
 
 class CudaRenderer(CpuRenderer):
     PRAGMAS = {"unroll": "#pragma unroll"}
+    FETCH_ADD = False  # integer atomic adds go through tdsl_atomic_update too
 
     def __init__(self, func: PrimFunc):
         super().__init__(func)
         self.kernels: List[tuple] = []   # (name, Kernel, shared bytes)
+
+    def atomic_store(self, s, d) -> None:
+        dt = s.buffer.dtype
+        if dt.itemsize == 1:
+            raise LoweringError(f"T.atomic_{s.atomic} on the GPU needs 2-, 4- or 8-byte elements; "
+                                f"'{s.buffer.name}' is {dt}", s.span)
+        if s.atomic == "add" and dt.name == "float32":
+            ref = f"{self.names.buffer(s.buffer)}[{self.expr(s.indices[0])}]"
+            self.emit(d, f"tdsl_atomic_add_f32(&{ref}, {self.expr(s.value)});")
+            return
+        super().atomic_store(s, d)
 
     def s_ExternCall(self, s, d):
         if not s.definition:

@@ -26,7 +26,7 @@ from . import tileops
 from .errors import (ArithmeticFault, InterpError, OutOfBoundsError, RaceError,
                      UninitializedReadError)
 from .memory import OWNER_LIMIT, Mem, first_index
-from .values import cast_value, compute_dtype, format_value, storage_dtype, to_compute
+from .values import atomic_combine, cast_value, compute_dtype, format_value, storage_dtype, to_compute
 
 __all__ = ["Machine"]
 
@@ -244,6 +244,9 @@ class Machine:
         mem = self.mem[s.buffer.name]
         value = self.ev(s.value, mask)
         idx = [self.ev(i, mask) for i in s.indices]
+        if s.atomic:
+            self._atomic(s, mem, idx, value, mask)
+            return
         if not self.lanes:
             if mask is not True and not bool(mask):
                 return
@@ -258,6 +261,25 @@ class Machine:
         vals = np.broadcast_to(value, self.lanes)[sel].astype(mem.data.dtype)
         self._check_lane_writes(mem, key, vals, sel)
         mem.write(key, vals, self.block, self.access_failure(mem))
+
+    def _atomic(self, s, mem: Mem, idx: list, value, mask) -> None:
+        dt = mem.buffer.dtype
+        combine = lambda old, v: atomic_combine(s.atomic, old, v, dt)  # noqa: E731
+        if not self.lanes:
+            if mask is not True and not bool(mask):
+                return
+            key = tuple(int(i) for i in idx)
+            if self._in_bounds(mem, key):
+                mem.atomic([key], [value], combine)
+            return
+        key, sel = self._lane_access(mem, idx, mask)
+        if key is None:
+            return
+        # Iterations in loop order (lanes are innermost-first), as one CPU core runs them.
+        shape = self.lanes
+        keys = [np.broadcast_to(np.asarray(i, np.int64), shape).T[sel.T] for i in idx]
+        vals = np.broadcast_to(value, shape).T[sel.T]
+        mem.atomic(list(zip(*(k.tolist() for k in keys))), list(vals), combine)
 
     def s_ExternCall(self, s, mask):
         spec = SPECS.get(s.name)
@@ -285,6 +307,7 @@ class Machine:
     def s_Fill(self, s, mask): self._tile(tileops.fill, s, mask)
     def s_Gemm(self, s, mask): self._tile(tileops.gemm, s, mask)
     def s_Reduce(self, s, mask): self._tile(tileops.reduce, s, mask)
+    def s_CumSum(self, s, mask): self._tile(tileops.cumsum, s, mask)
 
     # ---- element access ----
 

@@ -71,6 +71,16 @@ class Mem:
             self.written[key] = True
 
 
+    def atomic(self, keys: list, values: list, combine) -> None:
+        """`T.atomic_*`: apply `combine(old, value)` to each element in turn (a repeated element
+        accumulates, in the order given). Atomics are how blocks share an element, so no block
+        owns what they write."""
+        for key, value in zip(keys, values):
+            self.data[key] = combine(self.data[key], value)
+            if self.written is not None:
+                self.written[key] = True
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     eq = a == b
     if a.dtype.kind == "f":

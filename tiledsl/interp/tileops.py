@@ -1,4 +1,5 @@
-"""Tile operations on numpy regions: T.copy, T.fill, T.gemm and T.reduce_*.
+"""Tile operations on numpy regions: T.copy (and its atomic form), T.fill, T.gemm, T.reduce_*
+and T.cumsum.
 
 They follow the semantics `lower_tile_ops` + `legalize_memory` give them on every target: a
 copy reads zero outside its global source and drops what falls outside its global
@@ -12,11 +13,11 @@ from typing import List, Tuple
 import numpy as np
 
 from .. import ir
-from ..ir import Copy, Fill, Gemm, Reduce, Region
+from ..ir import Copy, CumSum, Fill, Gemm, Reduce, Region
 from .errors import InterpError, OutOfBoundsError
-from .values import cast_value, compute_dtype, identity_of, to_compute
+from .values import atomic_combine, cast_value, compute_dtype, identity_of, to_compute
 
-__all__ = ["copy", "fill", "gemm", "reduce", "written_by_tile_ops"]
+__all__ = ["copy", "fill", "gemm", "reduce", "cumsum", "written_by_tile_ops"]
 
 
 def written_by_tile_ops(node) -> set:
@@ -28,7 +29,7 @@ def written_by_tile_ops(node) -> set:
             out.add(n.dst.buffer.name)
         elif isinstance(n, Gemm):
             out.add(n.c.buffer.name)
-        elif isinstance(n, Reduce):
+        elif isinstance(n, (Reduce, CumSum)):
             out.add(n.dst.name)
     ir.walk(node, visit)
     return out
@@ -91,7 +92,12 @@ def copy(m, s: Copy) -> None:
         vals = sm.read(_key(ss, sd, ilo, ihi), m.block, m.access_failure(sm))
         vals = cast_value(to_compute(vals, sm.buffer.dtype), sm.buffer.dtype, dm.buffer.dtype)
         tile[tuple(slice(a - o, b - o) for a, b, o in zip(ilo, ihi, dlo))] = vals
-    dm.write(_key(ds, dd, dlo, dhi), tile, m.block, m.access_failure(dm))
+    key = _key(ds, dd, dlo, dhi)
+    if s.atomic:  # T.atomic_add(C[...], tile): every element combined with what C holds
+        dt = dm.buffer.dtype
+        dm.atomic([key], [to_compute(tile, dt)], lambda old, v: atomic_combine(s.atomic, old, v, dt))
+        return
+    dm.write(key, tile, m.block, m.access_failure(dm))
 
 
 def fill(m, s: Fill) -> None:
@@ -165,3 +171,21 @@ def reduce(m, s: Reduce) -> None:
                 out = np.where(keep, out, xk)
     dm.write(full_d, np.asarray(out).reshape(dm.data.shape), m.block, m.access_failure(dm))
 
+
+
+def cumsum(m, s: CumSum) -> None:
+    """Inclusive prefix sums along `dim`, left to right (right to left when reverse) in the
+    destination's type (float32 for 16-bit floats), rounded into dst element by element."""
+    sm, dm = m.mem[s.src.name], m.mem[s.dst.name]
+    dt = dm.buffer.dtype
+    full = tuple(slice(None) for _ in sm.data.shape)
+    acc_t = ir.dtype("float32") if dt.is_float and dt.bits < 32 else dt
+    x = cast_value(to_compute(sm.read(full, m.block, m.access_failure(sm)), sm.buffer.dtype),
+                   sm.buffer.dtype, acc_t)
+    if s.reverse:
+        x = np.flip(x, axis=s.dim)
+    with np.errstate(all="ignore"):
+        out = np.cumsum(x, axis=s.dim, dtype=x.dtype)
+    if s.reverse:
+        out = np.flip(out, axis=s.dim)
+    dm.write(full, cast_value(out, acc_t, dt), m.block, m.access_failure(dm))

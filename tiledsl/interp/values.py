@@ -14,7 +14,7 @@ import numpy as np
 from ..ir import DType
 
 __all__ = ["storage_dtype", "compute_dtype", "to_compute", "cast_value", "identity_of",
-           "format_value"]
+           "format_value", "atomic_combine"]
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
 
@@ -49,6 +49,19 @@ def cast_value(x: np.ndarray, src: DType, dst: DType) -> np.ndarray:
         with np.errstate(invalid="ignore", over="ignore"):
             return np.trunc(x).astype(dst.numpy)
     return x.astype(compute_dtype(dst))
+
+
+def atomic_combine(op: str, old: np.ndarray, value: np.ndarray, dt: DType) -> np.ndarray:
+    """The stored result of `T.atomic_{op}` on elements holding `old` (storage values) with
+    computed `value`s, combined as the generated code does (`old > v ? old : v` for max)."""
+    o = to_compute(old, dt)
+    v = np.asarray(value).astype(o.dtype, copy=False)
+    with np.errstate(all="ignore"):
+        if op == "add":
+            new = o + v
+        else:
+            new = np.where(o > v if op == "max" else o < v, o, v)
+    return cast_value(new, dt, dt).astype(dt.numpy, copy=False)
 
 
 def identity_of(kind: str, dt: DType):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .buffer import Buffer, Region
 from .expr import BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var
-from .stmt import (Assign, BufferPtr, Copy, Decl, Evaluate, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
+from .stmt import (Assign, BufferPtr, Copy, CumSum, Decl, Evaluate, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
                    Seq, Stmt, Store)
 
 __all__ = ["expr_str", "stmt_str", "func_str"]
@@ -104,7 +104,10 @@ class _Printer:
 
     def s_Store(self, s: Store, d):
         idx = ", ".join(expr_str(i) for i in s.indices)
-        self.emit(d, f"{s.buffer.name}[{idx}] = {expr_str(s.value)}")
+        if s.atomic:
+            self.emit(d, f"T.atomic_{s.atomic}({s.buffer.name}[{idx}], {expr_str(s.value)})")
+        else:
+            self.emit(d, f"{s.buffer.name}[{idx}] = {expr_str(s.value)}")
 
     def s_Decl(self, s: Decl, d):
         self.emit(d, f"{s.var.name}: T.{s.var.dtype} = {expr_str(s.value)}")
@@ -125,7 +128,10 @@ class _Printer:
         self.stmt(s.body, d + 1)
 
     def s_Copy(self, s: Copy, d):
-        self.emit(d, f"T.copy({region_str(s.src)}, {region_str(s.dst)})")
+        if s.atomic:
+            self.emit(d, f"T.atomic_{s.atomic}({region_str(s.dst)}, {region_str(s.src)})")
+        else:
+            self.emit(d, f"T.copy({region_str(s.src)}, {region_str(s.dst)})")
 
     def s_Gemm(self, s: Gemm, d):
         flags = "".join(f", {k}=True" for k, v in (("transpose_A", s.trans_a), ("transpose_B", s.trans_b),
@@ -143,6 +149,9 @@ class _Printer:
 
     def s_Reduce(self, s: Reduce, d):
         self.emit(d, f"T.reduce_{s.kind}({s.src.name}, {s.dst.name}, dim={s.dim}, clear={s.clear})")
+
+    def s_CumSum(self, s: CumSum, d):
+        self.emit(d, f"T.cumsum({s.src.name}, {s.dst.name}, dim={s.dim}, reverse={s.reverse})")
 
 
 def stmt_str(s: Stmt) -> str:

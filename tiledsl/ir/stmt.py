@@ -77,10 +77,13 @@ class If(Stmt):
 
 @dataclass(frozen=True)
 class Store(Stmt):
+    """`buffer[indices] = value`; with `atomic` ("add", "max" or "min") an atomic
+    read-modify-write `buffer[indices] = op(buffer[indices], value)` instead."""
     buffer: Buffer
     indices: tuple
     value: Expr
     span: Optional[Span] = _span()
+    atomic: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,10 +133,13 @@ THREAD_X = Var("thread_x", INDEX)
 @dataclass(frozen=True)
 class Copy(Stmt):
     """Element-wise copy between regions whose squeezed extents agree; reads outside the
-    source tensor give zero, writes outside the destination tensor are dropped."""
+    source tensor give zero, writes outside the destination tensor are dropped. With `atomic`
+    ("add", "max", "min") each destination element is combined with the source atomically
+    (`T.atomic_add(C[by * 64, bx * 64], C_f)`)."""
     src: Region
     dst: Region
     span: Optional[Span] = _span()
+    atomic: str = ""
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,18 @@ class Reduce(Stmt):
     span: Optional[Span] = _span()
 
 
-TILE_OPS = (Copy, Gemm, Fill, Reduce)
+@dataclass(frozen=True)
+class CumSum(Stmt):
+    """`dst = inclusive prefix sum of src along dim` (from the end when reverse); src and
+    dst are on-chip tiles of one shape and may be the same tile."""
+    src: Buffer
+    dst: Buffer
+    dim: int
+    reverse: bool = False
+    span: Optional[Span] = _span()
+
+
+TILE_OPS = (Copy, Gemm, Fill, Reduce, CumSum)
 
 
 @dataclass(frozen=True)

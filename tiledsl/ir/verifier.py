@@ -5,7 +5,7 @@ from ..errors import VerifyError
 from .buffer import Buffer, Region
 from .expr import Expr, Load, Var
 from .functor import walk
-from .stmt import (THREAD_X, TILE_OPS, Assign, Copy, Decl, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
+from .stmt import (THREAD_X, TILE_OPS, Assign, Copy, CumSum, Decl, Fill, For, Gemm, If, Kernel, PrimFunc, Reduce,
                    Seq, Stmt, Store, Evaluate, ExternCall, BufferPtr)
 
 __all__ = ["verify"]
@@ -99,7 +99,7 @@ class _Verifier:
         elif isinstance(s, TILE_OPS):
             if not self.allow_tile_ops:
                 self.fail(f"tile operation {type(s).__name__} was not lowered", s)
-            if isinstance(s, Reduce):
+            if isinstance(s, (Reduce, CumSum)):
                 self.buffer(s.src, s)
                 self.buffer(s.dst, s)
             else:

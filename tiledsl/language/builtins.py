@@ -17,8 +17,9 @@ from ..ir.dtype import DType
 __all__ = [
     "Tensor", "Buffer", "Kernel", "alloc_shared", "alloc_fragment", "alloc_local", "alloc_var",
     "annotate_layout", "copy", "gemm", "clear", "fill", "print", "reduce_max", "reduce_min", "reduce_sum", "reduce_abssum",
-    "reduce_absmax", "Parallel", "Pipelined", "serial", "unroll", "vectorized", "ceildiv",
-    "max", "min", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "tanh", "sigmoid",
+    "reduce_absmax", "cumsum", "atomic_add", "atomic_max", "atomic_min", "use_swizzle", "macro",
+    "Parallel", "Pipelined", "serial", "unroll", "vectorized", "ceildiv",
+    "max", "min", "clamp", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "tanh", "sigmoid",
     "cast", "if_then_else", "infinity", "nan", "dynamic", "symbolic", "GemmWarpPolicy",
     "float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
     "uint8", "uint16", "uint32", "uint64", "bool",
@@ -153,6 +154,61 @@ for _f, _n in ((reduce_max, "reduce_max"), (reduce_min, "reduce_min"), (reduce_s
     _f.__name__ = _f.__qualname__ = _n
 
 
+@_statement("cumsum")
+def cumsum(src, dst=None, dim: int = 0, reverse: "bool" = False):
+    """`dst[..., i, ...] = sum(src[..., :i + 1, ...])` along `dim` (from the end when reverse);
+    on-chip tiles of one shape, in place when dst is omitted."""
+
+
+def _atomic(op: str):
+    @_statement(f"atomic_{op}")
+    def fn(dst, value, memory_order=None):
+        pass
+    fn.__name__ = fn.__qualname__ = f"atomic_{op}"
+    fn.__doc__ = (f"`T.atomic_{op}(C[i, j], v)`: C[i, j] = {op}(C[i, j], v) as one indivisible step, so "
+                  f"blocks (or GPU threads) may update one element concurrently; "
+                  f"`T.atomic_{op}(C[by * 64, bx * 64], C_f)` does it for every element of a tile.")
+    return fn
+
+
+atomic_add, atomic_max, atomic_min = (_atomic(op) for op in ("add", "max", "min"))
+
+
+@_statement("use_swizzle")
+def use_swizzle(panel_size: int = 8, order: str = "row", enable: "bool" = True):
+    """Visit the blocks of a 2-D grid panel by panel (`panel_size` block rows, walked column by
+    column, alternating direction) instead of row by row, so that blocks running at the same
+    time share operand tiles in cache. Changes which (bx, by) a block gets, not the results."""
+
+
+class Macro:
+    """A Python helper whose body is expanded into the kernel that calls it (`@T.macro`)."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "macro")
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(f"T.macro '{self.__name__}' can only be called inside a @T.prim_func")
+
+    def __repr__(self) -> str:
+        return f"<T.macro {self.__name__}>"
+
+
+def macro(fn: Callable) -> Macro:
+    """Decorate a helper whose statements are expanded, at each call, into the calling kernel:
+
+        @T.macro
+        def online_update(S, m, l):
+            ...   # T.* statements over the caller's tiles
+
+    Arguments are the caller's tiles, run-time values and Python values; names inside resolve
+    where the helper is defined. A final `return value` makes the call an expression."""
+    return Macro(fn)
+
+
 @_statement("loop_parallel")
 def Parallel(*extents):
     """`for i, j in T.Parallel(64, 64):` elementwise over a tile (the GPU splits it over threads)."""
@@ -197,6 +253,11 @@ def max(a, b):  # noqa: A001 - TileLang's name
 
 def min(a, b):  # noqa: A001
     return ir.min_(a, b) if _is_ir(a, b) else (a if a <= b else b)
+
+
+def clamp(x, lo, hi):
+    """`T.min(T.max(x, lo), hi)`."""
+    return min(max(x, lo), hi)
 
 
 def _math(op: str, py: Callable[[float], float]):

@@ -35,7 +35,7 @@ _PY_FUNCS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": opera
              "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
              "==": operator.eq, "!=": operator.ne}
 _WHOLE_TILE_OPS = {"copy", "gemm", "fill", "clear", "reduce_max", "reduce_min", "reduce_sum",
-                   "reduce_abssum", "reduce_absmax"}
+                   "reduce_abssum", "reduce_absmax", "cumsum", "use_swizzle"}
 _LOOP_KINDS = {"loop_parallel": "parallel", "loop_pipelined": "pipelined", "loop_serial": "serial",
                "loop_unroll": "unroll", "loop_vectorized": "vectorized"}
 
@@ -96,6 +96,8 @@ class Parser:
         self.finished: dict = {}  # tile name -> (Buffer, line) of kernels already parsed
         self.parallel_depth = 0  # T.Parallel loops around the statement being parsed
         self.block_locals: dict = {}  # run-time variable -> (line, "if" / "loop") it was local to
+        self.kernel_swizzle: Optional[list] = None  # T.use_swizzle of the T.Kernel being parsed
+        self.macro_depth = 0
 
     # ---- helpers ----
 
@@ -222,6 +224,8 @@ class Parser:
         if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             return None  # docstring
         value = self.expr(node.value)
+        if isinstance(value, _MacroResult):
+            return value.stmts
         if isinstance(value, ir.Stmt):
             return value
         if isinstance(value, Expr):
@@ -252,6 +256,8 @@ class Parser:
         if isinstance(target, ast.Name):
             node.value._tdsl_target = target.id  # names the buffer an alloc_* call makes
         value = self.expr(node.value)
+        if isinstance(value, _MacroResult):  # `x = macro(...)`: its statements, then the value
+            return ir.seq(value.stmts, *[s for s in [self.assign(target, value.value, node)] if s is not None])
         return self.assign(target, value, node)
 
     def stmt_AnnAssign(self, node: ast.AnnAssign):
@@ -409,15 +415,18 @@ class Parser:
                                     f"bind at most {len(spec.grid)} names")
         block_vars = [Var(self.unique(n.id if k < len(names) else f"b{'xyz'[k]}"))
                       for k, n in enumerate(names + [None] * (len(spec.grid) - len(names)))]
-        self.allocs, self.layouts = [], {}
+        self.allocs, self.layouts, self.kernel_swizzle = [], {}, []
         try:
             scope = {n.id: v for n, v in zip(names, block_vars)}
             body = self.in_scope(lambda: self.block(node.body), scope)
             scope = self.last_scope
             allocs = tuple(self.allocs)
             layouts = self.layouts
+            swizzle = self.kernel_swizzle
         finally:
-            self.allocs = None
+            self.allocs, self.kernel_swizzle = None, None
+        if swizzle:
+            block_vars, body = _swizzle(spec.grid, block_vars, body, *swizzle[0])
         for n, v in scope.items():
             if isinstance(v, Buffer):
                 self.finished[n] = (v, node.lineno + self.line_offset)
@@ -632,6 +641,8 @@ class Parser:
                 kwargs.update(self.eval_python(kw.value))
             else:
                 kwargs[kw.arg] = self.expr(kw.value)
+        if isinstance(fn, T.Macro):
+            return self.expand_macro(fn, node, args, kwargs)
         handler = T.STATEMENTS.get(fn) if _hashable(fn) else None
         if handler is not None:
             return self.call_statement(handler, fn, node, args, kwargs)
@@ -653,6 +664,46 @@ class Parser:
             raise self.call_error(node, fn, e, runtime, list(args) + list(kwargs.values())) from None
         except RuntimeError as e:
             raise self.error(node, str(e)) from None
+
+    def expand_macro(self, m: "T.Macro", node: ast.Call, args: list, kwargs: dict) -> Any:
+        """Parse the macro's body here, its parameters bound to the call's arguments and its other
+        names resolved where it is defined. Spans point into the macro, so an error names the
+        macro's line. Returns the body (a statement), the value of a final `return`, or both."""
+        fn = m.fn
+        if self.macro_depth > 32:
+            raise self.error(node, f"T.macro '{m.__name__}' expands into itself more than 32 times",
+                             hint="a macro cannot recurse on run-time values; recurse on Python values only")
+        try:
+            bound = inspect.signature(fn).bind(*args, **kwargs)
+        except TypeError as e:
+            raise self.error(node, f"T.macro '{m.__name__}': {e}", cls=TypeCheckError) from None
+        bound.apply_defaults()
+        try:
+            lines, first_line = inspect.getsourcelines(fn)
+        except (OSError, TypeError) as e:
+            raise self.error(node, f"cannot read the source of T.macro '{m.__name__}': {e}") from None
+        fdef = ast.parse(textwrap.dedent("".join(lines))).body[0]
+        body = list(fdef.body)
+        ret = body.pop() if body and isinstance(body[-1], ast.Return) else None
+        saved = (self.fn, self.file, self.line_offset, self.col_offset, self.globals, self.closure,
+                 self.scopes, self.block_locals)
+        self.fn, self.file = fn, inspect.getsourcefile(fn) or "<unknown>"
+        self.line_offset, self.col_offset = first_line - 1, len(lines[0]) - len(lines[0].lstrip())
+        self.globals, self.closure = fn.__globals__, dict(inspect.getclosurevars(fn).nonlocals)
+        self.scopes, self.block_locals = [_Scope(bound.arguments)], {}
+        self.macro_depth += 1
+        try:
+            stmts = self.block(body)
+            value = None if ret is None or ret.value is None else self.expr(ret.value)
+        finally:
+            (self.fn, self.file, self.line_offset, self.col_offset, self.globals, self.closure,
+             self.scopes, self.block_locals) = saved
+            self.macro_depth -= 1
+        if ret is None or ret.value is None:
+            return stmts
+        if isinstance(stmts, ir.Seq) and not stmts.stmts:
+            return value
+        return _MacroResult(stmts, value)
 
     def call_error(self, node: ast.Call, fn, e: Exception, runtime: bool, args: list) -> Exception:
         name = getattr(fn, "__name__", repr(fn))
@@ -749,6 +800,41 @@ def _apply_layouts(kernel: ir.Kernel, layouts: dict) -> ir.Kernel:
         hit = layouts.get(b.name)
         return b.with_layout(hit[0]) if hit is not None and b.scope != "global" else b
     return ir.replace_buffers(kernel, fn)
+
+
+def _swizzle(grid: tuple, block_vars: list, body: ir.Stmt, panel: int, order: str, span: Span):
+    """`T.use_swizzle`: the kernel runs over fresh block indices and defines the user's (bx, by)
+    from them at the top of the block, so every use (before or after the call) sees the
+    panel order. Row order: blocks walk down a panel of `panel` block rows, column by column,
+    alternating direction between panels; a bijection of the grid."""
+    if len(grid) < 2:
+        return block_vars, body  # one row of blocks: nothing to reorder
+    gx, gy = ir.convert(grid[0]), ir.convert(grid[1])
+    raw = [Var(f"{v.name}__raw", v.dtype) for v in block_vars]
+    if order == "col":  # panels of block columns: the same walk with x and y exchanged
+        gx, gy = gy, gx
+        first, second = raw[1], raw[0]
+    else:
+        first, second = raw[0], raw[1]
+    linear = second * gx + first
+    per_panel = gx * panel
+    pid, off = linear // per_panel, linear % per_panel
+    rows = ir.min_(ir.const(panel, ir.INDEX), gy - pid * panel)
+    col = off // rows
+    col = ir.select(ir.eq(pid % 2, 1), gx - 1 - col, col)
+    row = pid * panel + off % rows
+    new_x, new_y = (col, row) if order == "row" else (row, col)
+    decls = [ir.Decl(block_vars[0], new_x, span=span), ir.Decl(block_vars[1], new_y, span=span)]
+    if len(raw) > 2:
+        decls.append(ir.Decl(block_vars[2], raw[2], span=span))
+    return raw, ir.seq(*decls, body)
+
+
+class _MacroResult:
+    """A macro call with statements and a returned value: only `x = macro(...)` can place both."""
+
+    def __init__(self, stmts: ir.Stmt, value: Any):
+        self.stmts, self.value = stmts, value
 
 
 class _LoopSpec:

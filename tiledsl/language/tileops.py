@@ -174,24 +174,114 @@ def _check_inside(p, node, region: Region, what: str) -> None:
 def _copy(p, node, args, kwargs):
     if len(args) != 2 or kwargs.keys() - {"disable_tma", "coalesced_width"}:
         raise p.error(node, "T.copy(src, dst) takes exactly two arguments", cls=TypeCheckError)
-    sb, ss, se = as_region(p, node, args[0], "T.copy source")
-    db, ds, de = as_region(p, node, args[1], "T.copy destination")
+    return _regions(p, node, args[0], args[1], "T.copy")
+
+
+def _regions(p, node, src_value, dst_value, what: str, atomic: str = "") -> ir.Copy:
+    """The Copy from `src_value` to `dst_value` (each a tile, a slice or a start element)."""
+    sb, ss, se = as_region(p, node, src_value, f"{what} source")
+    db, ds, de = as_region(p, node, dst_value, f"{what} destination")
     if se is None and de is None:
-        raise p.error(node, "T.copy: one side must have a known shape (a whole buffer or a slice)",
+        raise p.error(node, f"{what}: one side must have a known shape (a whole buffer or a slice)",
                       cls=TypeCheckError)
     if se is None:
-        se = _fit(p, node, sb, ss, de, "T.copy source")
+        se = _fit(p, node, sb, ss, de, f"{what} source")
     if de is None:
-        de = _fit(p, node, db, ds, se, "T.copy destination")
+        de = _fit(p, node, db, ds, se, f"{what} destination")
     src, dst = Region(sb, ss, se), Region(db, ds, de)
     a, b = _squeeze(src.extents), _squeeze(dst.extents)
     if len(a) != len(b) or any(isinstance(x, ir.Const) and isinstance(y, ir.Const) and x.value != y.value
                                for x, y in zip(a, b)):
-        raise p.error(node, f"T.copy: source region {_fmt(src.extents)} of '{sb.name}' and destination "
+        raise p.error(node, f"{what}: source region {_fmt(src.extents)} of '{sb.name}' and destination "
                             f"{_fmt(dst.extents)} of '{db.name}' have different shapes", cls=TypeCheckError)
-    _check_inside(p, node, src, "T.copy source")
-    _check_inside(p, node, dst, "T.copy destination")
-    return ir.Copy(src, dst, span=p.span(node))
+    _check_inside(p, node, src, f"{what} source")
+    _check_inside(p, node, dst, f"{what} destination")
+    return ir.Copy(src, dst, span=p.span(node), atomic=atomic)
+
+
+def _atomic(op: str):
+    name = f"T.atomic_{op}"
+
+    def handler(p, node, args, kwargs):
+        kwargs.pop("memory_order", None)  # every atomic here is relaxed (as TileLang's default)
+        if kwargs.pop("return_prev", False):
+            raise p.error(node, f"{name}: return_prev is not supported", cls=TypeCheckError,
+                          hint="read the element after the kernel, or keep the value in a tile")
+        if len(args) != 2 or kwargs:
+            raise p.error(node, f"{name}(dst, value) takes two arguments", cls=TypeCheckError)
+        dst, value = args
+        target = dst.buffer if isinstance(dst, (ir.Load, RegionRef)) else dst
+        if isinstance(target, Buffer):
+            if target.scope in ("fragment", "local"):
+                raise p.error(node, f"{name}: '{target.name}' is a {target.scope} buffer, which only its "
+                                    f"own thread updates", cls=TypeCheckError,
+                              hint=f"update it directly ({target.name}[i] += v); atomics are for global "
+                                   f"tensors and shared tiles")
+            if target.dtype.is_bool:
+                raise p.error(node, f"{name}: '{target.name}' is bool", cls=TypeCheckError)
+        if isinstance(value, (Buffer, RegionRef)):  # a tile into a region of dst
+            if p.parallel_depth:
+                raise p.error(node, f"{name} of a whole tile cannot be inside a T.Parallel loop",
+                              hint=f"move it out of the loop, or update one element: {name}(C[i, j], v)")
+            return _regions(p, node, value, dst, name, atomic=op)
+        if not isinstance(dst, ir.Load):
+            raise p.error(node, f"{name}: the destination of a scalar value must be one element, "
+                                f"such as C[i, j]", cls=TypeCheckError,
+                          hint=f"{name}(C[by * 64, bx * 64], C_f) updates a region from a tile")
+        try:
+            v = ir.cast(value, dst.buffer.dtype)
+        except TypeError as e:
+            raise p.error(node, f"{name}: {e}", cls=TypeCheckError) from None
+        return ir.Store(dst.buffer, dst.indices, v, span=p.span(node), atomic=op)
+    return handler
+
+
+def _cumsum(p, node, args, kwargs):
+    names = ("src", "dst", "dim", "reverse")
+    if len(args) > 4 or kwargs.keys() - set(names):
+        raise p.error(node, "T.cumsum(src, dst=None, dim=0, reverse=False) got unexpected arguments",
+                      cls=TypeCheckError)
+    given = {**dict(zip(names, args)), **kwargs}
+    src, dst = given.get("src"), given.get("dst")
+    dst = src if dst is None else dst
+    dim, reverse = given.get("dim", 0), given.get("reverse", False)
+    for what, b in (("source", src), ("destination", dst)):
+        if not isinstance(b, Buffer) or b.scope == "global":
+            raise p.error(node, f"T.cumsum: the {what} must be a shared or fragment tile",
+                          hint="T.copy the data into a tile first", cls=TypeCheckError)
+    if src.static_shape != dst.static_shape:
+        raise p.error(node, f"T.cumsum: '{src.name}' is {src.static_shape} but '{dst.name}' is "
+                            f"{dst.static_shape}; they need one shape", cls=TypeCheckError)
+    if not isinstance(dim, int) or isinstance(dim, bool) or not -src.ndim <= dim < src.ndim:
+        raise p.error(node, f"T.cumsum: dim {dim!r} is out of range for a {src.ndim}-d tile",
+                      cls=TypeCheckError)
+    if isinstance(reverse, Expr):
+        raise p.error(node, "T.cumsum: reverse must be a Python bool", cls=TypeCheckError)
+    return ir.CumSum(src, dst, dim % src.ndim, bool(reverse), span=p.span(node))
+
+
+def _use_swizzle(p, node, args, kwargs):
+    names = ("panel_size", "order", "enable")
+    if len(args) > 3 or kwargs.keys() - set(names):
+        raise p.error(node, "T.use_swizzle(panel_size=8, order=\"row\", enable=True) got unexpected "
+                            "arguments", cls=TypeCheckError)
+    given = {**dict(zip(names, args)), **kwargs}
+    panel, order, enable = given.get("panel_size", 8), given.get("order", "row"), given.get("enable", True)
+    if isinstance(enable, Expr) or isinstance(panel, Expr):
+        raise p.error(node, "T.use_swizzle: panel_size and enable must be Python values", cls=TypeCheckError)
+    if not isinstance(panel, int) or isinstance(panel, bool) or panel < 1:
+        raise p.error(node, f"T.use_swizzle: panel_size must be a positive integer, got {panel!r}",
+                      cls=TypeCheckError)
+    if order not in ("row", "col", "column"):
+        raise p.error(node, f"T.use_swizzle: order must be \"row\" or \"col\", got {order!r}",
+                      cls=TypeCheckError)
+    if p.parallel_depth or p.kernel_swizzle is None:
+        raise p.error(node, "T.use_swizzle belongs directly in the T.Kernel block, outside loops")
+    if p.kernel_swizzle:
+        raise p.error(node, f"T.use_swizzle: this kernel already has one (line {p.kernel_swizzle[0][2].line})")
+    if enable:
+        p.kernel_swizzle.append((panel, "row" if order == "row" else "col", p.span(node)))
+    return None
 
 
 def _fmt(extents) -> str:
@@ -340,6 +430,8 @@ TILE_HANDLERS = {
     "alloc_local": _alloc("local"), "alloc_var": _alloc_var,
     "copy": _copy, "gemm": _gemm, "fill": _fill, "clear": _clear,
     **{f"reduce_{k}": _reduce(k) for k in ("max", "min", "sum", "abssum", "absmax")},
+    **{f"atomic_{op}": _atomic(op) for op in ("add", "max", "min")},
+    "cumsum": _cumsum, "use_swizzle": _use_swizzle,
 }
 
 from .printing import print_handler  # noqa: E402 - printing builds on this module's neighbours

@@ -56,7 +56,8 @@ def flatten_buffers(func: ir.PrimFunc) -> ir.PrimFunc:
 
         def visit_Store(self, s: Store):
             idx = tuple(self.expr(i) for i in s.indices)
-            return Store(flat(s.buffer), (offset(s.buffer, idx),), self.expr(s.value), span=s.span)
+            return Store(flat(s.buffer), (offset(s.buffer, idx),), self.expr(s.value), span=s.span,
+                         atomic=s.atomic)
 
         def visit_Kernel(self, k: Kernel):
             k = self.generic(k)

@@ -1,4 +1,4 @@
-"""lower_tile_ops: afterwards no Copy / Fill / Reduce / Gemm remains, only loops over elements.
+"""lower_tile_ops: afterwards no Copy / Fill / Reduce / CumSum / Gemm remains, only loops over elements.
 
 Lowerings are a table keyed by node type; `T.gemm` is resolved per call by the GEMM registry
 (`tiledsl.codegen.gemm`), which picks the implementation for the target and operands.
@@ -9,7 +9,7 @@ import math
 from typing import Callable, Dict, Type
 
 from .. import ir
-from ..ir import Const, Copy, Fill, Gemm, Reduce, StmtRewriter
+from ..ir import Const, Copy, CumSum, Fill, Gemm, Reduce, StmtRewriter
 from ..target import Target
 from .common import Namer, loop_nest
 
@@ -50,7 +50,8 @@ def _copy(s: Copy, target: Target, namer: Namer) -> ir.Stmt:
         src_idx[sd[k]] = src_idx[sd[k]] + v
         dst_idx[dd[k]] = dst_idx[dd[k]] + v
     load = ir.Load(s.src.buffer, tuple(src_idx), s.src.buffer.dtype)
-    store = ir.Store(s.dst.buffer, tuple(dst_idx), ir.cast(load, s.dst.buffer.dtype), span=s.span)
+    store = ir.Store(s.dst.buffer, tuple(dst_idx), ir.cast(load, s.dst.buffer.dtype), span=s.span,
+                     atomic=s.atomic)
     return loop_nest(vars_, extents, store, span=s.span)
 
 
@@ -107,6 +108,26 @@ def _reduce(s: Reduce, target: Target, namer: Namer) -> ir.Stmt:
     )
     extents = [shape[d] for d in range(src.ndim) if d != s.dim]
     return loop_nest(outer, extents, body, span=s.span)
+
+
+@register_lowering(CumSum)
+def _cumsum(s: CumSum, target: Target, namer: Namer) -> ir.Stmt:
+    # One running sum per line along `dim`, in the dst type (float32 for 16-bit floats); every
+    # element is read before it is written, so src and dst may be the same tile.
+    shape = s.src.static_shape
+    n = shape[s.dim]
+    outer = [namer("i") for d in range(len(shape)) if d != s.dim]
+    r = namer("r")
+    idx = list(outer)
+    idx.insert(s.dim, ir.const(n - 1) - r if s.reverse else r)
+    dt = s.dst.dtype
+    acc_t = ir.dtype("float32") if dt.is_float and dt.bits < 32 else dt
+    acc = namer("acc", acc_t)
+    step = ir.seq(ir.Assign(acc, acc + ir.cast(ir.Load(s.src, tuple(idx), s.src.dtype), acc_t), span=s.span),
+                  ir.Store(s.dst, tuple(idx), ir.cast(acc, dt), span=s.span))
+    body = ir.seq(ir.Decl(acc, ir.const(0, acc_t), span=s.span),
+                  ir.For(r, ir.const(0), ir.const(n), "serial", step, span=s.span))
+    return loop_nest(outer, [shape[d] for d in range(len(shape)) if d != s.dim], body, span=s.span)
 
 
 @register_lowering(Gemm)

@@ -53,7 +53,7 @@ class _Registers(StmtRewriter):
         if s.buffer.scope != "fragment":
             return s
         buf, idx = self._reg(s.buffer, s.indices, s.span)
-        return Store(buf, idx, s.value, span=s.span)
+        return Store(buf, idx, s.value, span=s.span, atomic=s.atomic)
 
 
 class _Partition(_Registers):

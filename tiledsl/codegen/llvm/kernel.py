@@ -108,7 +108,37 @@ class BodyEmitter(ExprEmitter):
 
     def s_Store(self, s: Store) -> None:
         v = self.convert(self.expr(s.value), s.value.dtype, s.buffer.dtype)
+        if s.atomic:
+            self.atomic_store(s, v, self.address(s.buffer, s.indices[0]))
+            return
         self.fn.store(self.to_storage(v, s.buffer.dtype), self.address(s.buffer, s.indices[0]))
+
+    def atomic_store(self, s: Store, v: Val, ptr: Val) -> None:
+        """`T.atomic_*` on one element, as the C++ backend: an integer add is one `atomicrmw`;
+        everything else a `cmpxchg` loop on the element's bits that combines the old value as
+        the non-atomic code would (`old > v ? old : v` for max, 16-bit floats in float)."""
+        f, dt = self.fn, s.buffer.dtype
+        st, bits = storage_type(dt), f"i{dt.bits}"
+        if s.atomic == "add" and dt.is_int:
+            f.op(st, f"atomicrmw add ptr {ptr.ref}, {v} monotonic")
+            return
+        as_bits = (lambda x: x) if st == bits else (lambda x: f.op(bits, f"bitcast {x} to {bits}"))
+        first = as_bits(f.op(st, f"load atomic {st}, ptr {ptr.ref} monotonic, align {dt.itemsize}"))
+        before, loop, done = f.cur_label, f.new_label("atomic"), f.new_label("atomic_done")
+        f.br(loop)
+        f.start_block(loop)
+        body = f.cur
+        old, seen = f.tmp("old"), f.tmp("seen")
+        stored = Val(old, bits) if st == bits else f.op(st, f"bitcast {bits} {old} to {st}")
+        op = {"add": "+", "max": "max", "min": "min"}[s.atomic]
+        new = self.arith(op, self.from_storage(stored, dt), v, dt, None, dt)
+        pair = f.op(f"{{ {bits}, i1 }}", f"cmpxchg ptr {ptr.ref}, {bits} {old}, "
+                                         f"{as_bits(self.to_storage(new, dt))} monotonic monotonic")
+        f.emit(f"{seen} = extractvalue {pair}, 0")
+        ok = f.op("i1", f"extractvalue {pair}, 1")
+        body.insert(0, f"{old} = phi {bits} [ {first.ref}, %{before} ], [ {seen}, %{f.cur_label} ]")
+        f.cbr(ok, done, loop)
+        f.start_block(done)
 
     def s_Decl(self, s: Decl) -> None:
         if s.var not in self.slots:
