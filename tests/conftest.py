@@ -11,8 +11,7 @@ import pytest
 # Tests of what only the C++ backend has: its disk cache of built libraries and the library
 # files themselves. The LLVM backend compiles in process and keeps nothing on disk, so under
 # --backend=llvm they are skipped. New tests of that kind: mark them @pytest.mark.cxx_only.
-CXX_ONLY = ("test_cache.py::", "test_logging.py::test_compile_recompile_and_disk_load_are_logged",
-            "test_cpu_gemm_dispatch.py::test_isa_is_part_of_the_library_name")
+CXX_ONLY = ("test_cache.py::", "test_logging.py::test_compile_recompile_and_disk_load_are_logged")
 
 
 def pytest_addoption(parser):

@@ -7,6 +7,7 @@ makes, conversions and integer semantics that must match the C++ backend bit for
 entry point's checks, the thread pool (threads, fork, the TVM-FFI launcher), export to a
 `.so`, and a machine without g++.
 """
+import json
 import os
 import subprocess
 import sys
@@ -416,3 +417,19 @@ def test_int32_symbolic_size_and_wrapping_uint8():
     """An int32 size bound from the int64 shape, and uint8 arithmetic that wraps as in numpy."""
     a = np.arange(0, 20, dtype=np.uint8)
     np.testing.assert_array_equal(dyn_i32()(a), (a + np.uint8(250)).astype(np.int32) + 20)
+
+
+def test_the_host_cpu_is_asked_of_llvm_once_per_machine(tmp_path, monkeypatch):
+    from tiledsl import target
+    monkeypatch.setenv("TILEDSL_CACHE_DIR", str(tmp_path))
+    first = target.host_llvm_cpu.__wrapped__()
+    memos = list((tmp_path / "probes").glob("cpu-*.json"))
+    if not memos:
+        pytest.skip("no /proc/cpuinfo to index the memo by")
+    assert json.loads(memos[0].read_text())["features"] == first[2]
+    monkeypatch.setattr(target, "_ask_llvm", lambda: pytest.fail("asked llvmlite again"))
+    assert target.host_llvm_cpu.__wrapped__() == first
+    memos[0].write_text("{")  # a damaged memo is asked again, not believed
+    monkeypatch.undo()
+    monkeypatch.setenv("TILEDSL_CACHE_DIR", str(tmp_path))
+    assert target.host_llvm_cpu.__wrapped__() == first

@@ -86,3 +86,18 @@ def test_compile_of_a_primfunc_is_logged(cache_dir, caplog):
     k(a)
     np.testing.assert_array_equal(a, np.ones(16, np.float32))
     assert any(m.startswith("compiled inc (a PrimFunc) for cpu") for m in messages(caplog))
+
+
+@pytest.mark.parametrize("backend", ["cxx", "llvm"])
+def test_the_log_line_names_the_cpu_backend(cache_dir, caplog, backend):
+    if backend == "cxx":
+        from tiledsl.runtime.build import compiler_info
+        try:
+            compiler_info()
+        except tiledsl.CompileError:
+            pytest.skip("no C++ compiler")
+    twice = tiledsl.jit(out_idx=[-1], backend=backend)(make_factory().factory)
+    with caplog.at_level(logging.INFO, logger="tiledsl"):
+        twice(64)
+    (line,) = messages(caplog)
+    assert re.match(rf"compiled twice\(N=64, block=32\) for cpu/\w+ with {backend} in ", line), line

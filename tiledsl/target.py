@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["Target", "host_cpu", "CPU_BACKENDS"]
+__all__ = ["Target", "host_cpu", "host_llvm_cpu", "CPU_BACKENDS"]
 
 CPU_BACKENDS = ("cxx", "llvm")  # how CPU code is compiled: C++ with g++, or LLVM IR with llvmlite
 
@@ -93,7 +93,7 @@ def _gpu_arch() -> str:
 
 @functools.lru_cache(maxsize=None)
 def host_cpu() -> Target:
-    """The machine we run on, as llvmlite reports it."""
+    """The machine we run on, as llvmlite reports it (see `host_llvm_cpu`)."""
     name, feats = _host_features()
     t = Target("cpu", name, feats)
     isa = "avx512" if t.has("avx512f") else "avx2" if t.has("avx2") and t.has("fma") else "scalar"
@@ -102,14 +102,64 @@ def host_cpu() -> Target:
 
 def _host_features() -> tuple:
     try:
-        import llvmlite.binding as llvm
-        name = llvm.get_host_cpu_name()
-        feats = llvm.get_host_cpu_features()
-        on = tuple(sorted(k for k, v in feats.items() if v))
-        return name, on
+        _, name, features = host_llvm_cpu()
     except Exception:  # llvmlite without a host target: fall back to no SIMD claims
         import platform
         return platform.machine(), ()
+    return name, tuple(sorted(f[1:] for f in features.split(",") if f.startswith("+")))
+
+
+# /proc/cpuinfo lines that say which CPU this is and what it can do (x86, then AArch64); the
+# rest (clock, bogomips, microcode, core ids) changes without the CPU changing.
+_CPUINFO_KEYS = ("vendor_id", "cpu family", "model", "model name", "stepping", "flags",
+                 "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "CPU revision",
+                 "Features")
+
+
+@functools.lru_cache(maxsize=None)
+def host_llvm_cpu() -> tuple:
+    """(process triple, LLVM CPU name, LLVM feature string "+avx2,-avx512f,...") of this machine.
+
+    Asked of llvmlite once per machine and remembered in `<cache>/probes/`, indexed by the
+    llvmlite version and the CPU's description in /proc/cpuinfo (whose flags are the ones the
+    kernel lets programs use): importing llvmlite.binding to ask costs ~16 ms, a process that
+    loads C++ kernels from disk needs nothing else of it, and the LLVM backend's first compile
+    imports it on a second thread while this one lowers the kernel."""
+    import json
+
+    import llvmlite
+
+    from .runtime import cache
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = sorted({ln.strip() for ln in f if ln.split(":", 1)[0].strip() in _CPUINFO_KEYS})
+    except OSError:
+        lines = []  # not Linux: no stable description to index a memo by
+    if not lines:
+        return _ask_llvm()
+    import hashlib
+    import platform
+    desc = "\n".join([platform.machine(), llvmlite.__version__, *lines])
+    memo = cache.root() / "probes" / f"cpu-{hashlib.sha256(desc.encode()).hexdigest()[:24]}.json"
+    try:
+        got = json.loads(memo.read_text())
+        found = (got["triple"], got["cpu"], got["features"])
+        if all(isinstance(x, str) for x in found):
+            return found
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = _ask_llvm()
+    try:
+        cache.write_json_atomic(memo, dict(zip(("triple", "cpu", "features"), found),
+                                           llvmlite=llvmlite.__version__))
+    except OSError:
+        pass  # a read-only cache only costs the question next time
+    return found
+
+
+def _ask_llvm() -> tuple:
+    import llvmlite.binding as llvm
+    return llvm.get_process_triple(), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
 
 
 def cpu_isa_flags(target: Target) -> tuple:

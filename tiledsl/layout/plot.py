@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from typing import Optional, Union
-from xml.sax.saxutils import escape
 
 import numpy as np
 
@@ -64,6 +63,9 @@ def plot(obj: Union[Layout, Fragment], path: Optional[str] = None, *, elem_bits:
     For layouts, `elem_bits` sizes elements to find their bank; `color_by` is `"chunk"`
     (which 16-byte chunk of a 128-byte line: 8 colours) or `"bank"` (32 colours).
     """
+    # Imported here: xml.sax pulls in urllib and ssl (~10 ms), and every kernel compile
+    # imports tiledsl.layout, while only a picture needs escaping.
+    from xml.sax.saxutils import escape
     keys, first, second = _cells(obj, elem_bits, color_by)
     rows, cols = keys.shape
     margin_left, margin_top = 36, 52

@@ -33,7 +33,7 @@ import tvm_ffi.libinfo as libinfo
 
 from .. import ir
 from ..errors import CompileError
-from ..target import Target, host_cpu
+from ..target import Target, host_cpu, host_llvm_cpu
 from .kernel import JITKernel
 from .report import CompileReport
 
@@ -62,15 +62,19 @@ _ISA_CPU = {"avx512": "x86-64-v4", "avx2": "x86-64-v3", "scalar": "x86-64"}
 @functools.lru_cache(maxsize=None)
 def machine_for(target: Target) -> Machine:
     """The host's CPU and features for its own ISA; the x86-64 level for a forced one."""
-    llvm = _llvm()
-    triple = llvm.get_process_triple()
+    triple, cpu, features = host_llvm_cpu()
     if target.isa in ("", host_cpu().isa) or not triple.startswith("x86_64"):
-        return Machine(triple, llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten())
+        return Machine(triple, cpu, features)
     return Machine(triple, _ISA_CPU[target.isa], "")
 
 
-@functools.lru_cache(maxsize=None)
 def _llvm():
+    with _lock:  # the JIT's set-up thread may be doing this right now
+        return _init_llvm()
+
+
+@functools.lru_cache(maxsize=None)
+def _init_llvm():
     import llvmlite.binding as llvm
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
@@ -153,6 +157,8 @@ class _Jit:
 
 
 _JIT: Optional[_Jit] = None
+_SETUP: Optional[threading.Thread] = None  # the thread making _JIT, once started
+_setup_lock = threading.Lock()
 
 
 def _jit() -> _Jit:
@@ -162,6 +168,29 @@ def _jit() -> _Jit:
         if _JIT is None:
             _JIT = _Jit()
         return _JIT
+
+
+def _start_setup() -> Optional[threading.Thread]:
+    """Make the process's JIT on a second thread while this one lowers the first kernel.
+
+    The set-up (importing llvmlite, ~16 ms; compiling the runtime module, ~12 ms) is a quarter
+    of a first compile, and LLVM runs without the GIL. The caller has imported the code
+    generator already, so the two threads never import the same tiledsl modules at once (that
+    can hand one of them a partly initialised module). Returns the thread, to be joined."""
+    global _SETUP
+    with _setup_lock:
+        if _JIT is not None or _SETUP is not None:
+            return None
+        _SETUP = threading.Thread(target=_setup_quietly, name="tiledsl-llvm-setup", daemon=True)
+    _SETUP.start()
+    return _SETUP
+
+
+def _setup_quietly() -> None:
+    try:
+        _jit()
+    except Exception:  # the compile that waits for the JIT makes it again and reports the error
+        pass
 
 
 def compile_ir(text: str, symbol: str, m: Machine) -> Tuple[Any, str]:
@@ -182,16 +211,21 @@ def compile_llvm(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = (),
 
     The kernel's `library` is None (it lives in this process), `get_kernel_source()` is its
     LLVM IR and `export_library(path)` writes a `.so` (see `export_library`)."""
-    from .. import transform
     from ..codegen.llvm import render_llvm
     report = report or CompileReport(func.name)
     m = machine_for(target)
-    with report.stage("passes"):
-        lowered = transform.run(func, target)
-    with report.stage("codegen"):
-        source = render_llvm(lowered, func, render_options(func.name, target, m))
-    with report.stage("llvm"):
-        fn, key = compile_ir(source, func.name, m)
+    setup = _start_setup()
+    try:
+        with report.stage("passes"):
+            from .. import transform
+            lowered = transform.run(func, target)
+        with report.stage("codegen"):
+            source = render_llvm(lowered, func, render_options(func.name, target, m))
+        with report.stage("llvm"):
+            fn, key = compile_ir(source, func.name, m)
+    finally:
+        if setup is not None:
+            setup.join()  # never leave it running: the autotuner forks after a failed compile
     report.log("compiled", target, key)
     return JITKernel(func, lowered, source, None, fn, out_idx, target, cache_key=key,
                      exporter=lambda path: export_library(source, m, path))

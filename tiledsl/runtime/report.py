@@ -6,7 +6,7 @@ One INFO line per kernel says what was compiled (or loaded from the disk cache),
 specialisation, how long each stage took, and whether it re-specialises a kernel this process
 had already compiled for other arguments::
 
-    [tiledsl] compiled matmul(M=128, N=128, K=128, block_M=64, ...) for cpu/avx2 in 0.81 s
+    [tiledsl] compiled matmul(M=128, N=128, K=128, block_M=64, ...) for cpu/avx2 with cxx in 0.81 s
       (frontend 3.1 ms, passes 6.0 ms, codegen 0.7 ms, c++ 0.80 s) [cache 2b64812452d1];
       recompiled for new arguments: M 64 -> 128, N 64 -> 128, K 64 -> 128
 """
@@ -94,6 +94,8 @@ class CompileReport:
         where = getattr(target, "kind", str(target))
         if getattr(target, "isa", ""):
             where += f"/{target.isa}"
+        if getattr(target, "backend", ""):  # the CPU backend: cxx (g++) or llvm (llvmlite)
+            where += f" with {target.backend}"
         total = sum(self.stages.values())
         stages = ", ".join(f"{k} {_fmt_seconds(v)}" for k, v in self.stages.items())
         verb = "compiled" if how == "compiled" else "loaded from the disk cache"
