@@ -61,6 +61,8 @@ class CExpr:
             return f"tdsl_bf2f({ref})"
         if e.dtype.name == "float16":
             return f"tdsl_h2f({ref})"
+        if e.dtype.kind == "float8":
+            return f"tdsl_{e.dtype.name[7:]}_to_f({ref})"
         return ref
 
     def e_Cast(self, e: Cast) -> str:
@@ -69,6 +71,9 @@ class CExpr:
             return f"tdsl_round_bf16((float)({v}))"
         if e.dtype.name == "float16":
             return f"tdsl_round_h((float)({v}))"
+        if e.dtype.kind == "float8":
+            n = e.dtype.name[7:]
+            return f"tdsl_{n}_to_f(tdsl_f_to_{n}((float)({v})))"
         if e.dtype.is_bool:
             return f"(({v}) != 0)"
         return f"(({c_value_type(e.dtype)})({v}))"

@@ -62,6 +62,39 @@ static inline void* tdsl_alloc(size_t n) {
 }
 """
 
+# float8 <-> float, bit for bit as ml_dtypes converts: e4m3 is ml_dtypes' float8_e4m3fn (no
+# infinity: 0x7f / 0xff are NaN, overflow rounds to NaN); e5m2 has infinity (overflow gives it).
+# Float to float8 rounds to nearest even on the float's bits; below the smallest normal the
+# value is scaled so that rintf rounds it to a whole number of the smallest subnormal.
+FP8_FUNCTIONS = r"""
+FP8_FN float tdsl_fp8_to_f(uint8_t b, const int M, const int B, const int has_inf, const float sub) {
+  uint32_t s = (uint32_t)(b & 0x80u) << 24, e = (uint32_t)(b & 0x7fu) >> M, m = b & ((1u << M) - 1u);
+  uint32_t u; float f;
+  if (has_inf ? e == (0x7fu >> M) : (b & 0x7fu) == 0x7fu) {
+    u = s | (has_inf && m == 0 ? 0x7f800000u : 0x7fc00000u); memcpy(&f, &u, 4); return f;
+  }
+  if (e == 0) { f = (float)m * sub; return s ? -f : f; }
+  u = s | ((e + 127u - (uint32_t)B) << 23) | (m << (23 - M)); memcpy(&f, &u, 4); return f;
+}
+FP8_FN uint8_t tdsl_f_to_fp8(float f, const int M, const int B, const uint32_t maxbits, const uint32_t over,
+                             const float scale) {
+  uint32_t u; memcpy(&u, &f, 4);
+  uint32_t s = (u >> 24) & 0x80u, a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return (uint8_t)(s | 0x7fu);
+  if (a >= ((uint32_t)(128 - B) << 23)) {
+    const uint32_t sh = 23 - M;
+    uint32_t bits = ((a + ((1u << (sh - 1)) - 1u) + ((a >> sh) & 1u)) >> sh) - ((uint32_t)(127 - B) << M);
+    return (uint8_t)(s | (bits > maxbits ? over : bits));
+  }
+  return (uint8_t)(s | (uint32_t)rintf(fabsf(f) * scale));
+}
+FP8_FN float tdsl_e4m3_to_f(uint8_t b) { return tdsl_fp8_to_f(b, 3, 7, 0, 0.001953125f); }
+FP8_FN float tdsl_e5m2_to_f(uint8_t b) { return tdsl_fp8_to_f(b, 2, 15, 1, 1.52587890625e-05f); }
+FP8_FN uint8_t tdsl_f_to_e4m3(float f) { return tdsl_f_to_fp8(f, 3, 7, 0x7eu, 0x7fu, 512.0f); }
+FP8_FN uint8_t tdsl_f_to_e5m2(float f) { return tdsl_f_to_fp8(f, 2, 15, 0x7bu, 0x7cu, 65536.0f); }
+"""
+
+
 class CpuRenderer(CExpr):
     PRAGMAS = {"vectorized": "#pragma omp simd", "unroll": "#pragma GCC unroll 16"}
     FETCH_ADD = True  # integer atomic adds as __atomic_fetch_add
@@ -114,6 +147,8 @@ class CpuRenderer(CExpr):
             value = f"tdsl_f2bf({value})"
         elif s.buffer.dtype.name == "float16":
             value = f"tdsl_f2h({value})"
+        elif s.buffer.dtype.kind == "float8":
+            value = f"tdsl_f_to_{s.buffer.dtype.name[7:]}({value})"
         self.emit(d, f"{self.names.buffer(s.buffer)}[{self.expr(s.indices[0])}] = {value};")
 
     def atomic_store(self, s: Store, d) -> None:
@@ -202,7 +237,7 @@ def render_cpu(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
     body = "\n\n".join(list(r.externs.values()) + ["\n".join(r.lines)])
     host = render_host(original, symbol, body_name, r.names, written, shape_vars, device="cpu")
     header = f"// tiledsl: kernel '{symbol}' for the CPU\n"
-    return header + PRELUDE + "\n" + body + "\n\n" + host
+    return header + PRELUDE + FP8_FUNCTIONS.replace("FP8_FN", "static inline") + "\n" + body + "\n\n" + host
 
 
 def _shape_vars(func: PrimFunc) -> list:

@@ -20,7 +20,7 @@ from .. import ir
 from ..errors import LoweringError
 from ..ir import THREAD_X, Buffer, Const, Kernel, PrimFunc, stored_buffers
 from ..ir.analysis import loop_range
-from .cpu import CpuRenderer, _shape_vars
+from .cpu import FP8_FUNCTIONS, CpuRenderer, _shape_vars
 from .host import HOST_PRELUDE, render_host
 from .names import c_storage_type, c_value_type
 
@@ -217,5 +217,5 @@ def render_cuda(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
     host_emu = render_host(original, symbol, f"{symbol}_launch", r.names, written, shape_vars,
                            device="cpu", launcher=True, prelude=False)
     header = f"// tiledsl: kernel '{symbol}' for CUDA\n"
-    return (header + PRELUDE + HOST_PRELUDE + "\n" + kernels + "\n" + "\n".join(lines) + "\n\n"
+    return (header + PRELUDE + FP8_FUNCTIONS.replace("FP8_FN", "TDSL_HD") + HOST_PRELUDE + "\n" + kernels + "\n" + "\n".join(lines) + "\n\n"
             + "#ifdef TDSL_EMU\n" + host_emu + "#else\n" + host + "#endif\n")

@@ -107,7 +107,6 @@ static int tdsl_overlap(const DLTensor* a, const DLTensor* b) {
 """
 
 _DEVICE_CODE = {"cpu": "kDLCPU", "cuda": "kDLCUDA"}
-_DL_CODE = {"int": "kDLInt", "uint": "kDLUInt", "float": "kDLFloat", "bfloat": "kDLBfloat", "bool": "kDLBool"}
 _INT_RANGE = {"int8": (-2**7, 2**7 - 1), "int16": (-2**15, 2**15 - 1), "int32": (-2**31, 2**31 - 1),
               "uint8": (0, 2**8 - 1), "uint16": (0, 2**16 - 1), "uint32": (0, 2**32 - 1)}
 
@@ -134,10 +133,10 @@ def render_host(func: ir.PrimFunc, symbol: str, body_name: str, names: CNames, w
             t = f"t_{names.buffer(p)}"
             tensors.append((p, t))
             dt = p.dtype
-            alt = "kDLUInt" if dt.name == "bfloat16" else "-1"
+            alt = "kDLUInt" if dt.numpy_view else "-1"  # ml_dtypes arrays come as unsigned views
             out.append(f"  DLTensor* {t};")
             out.append(f"  if (tdsl_tensor(&args[{i}], &{t}, {k}, \"{p.name}\", {_DEVICE_CODE[device]}, "
-                       f"DLDataType{{{_DL_CODE[dt.kind]}, {dt.bits}, 1}}, {alt}, {p.ndim}, \"{dt}\")) return -1;")
+                       f"DLDataType{{{dt.dlpack_code}, {dt.bits}, 1}}, {alt}, {p.ndim}, \"{dt}\")) return -1;")
             out.extend(_bind_shape(p, t, bound, names))
             want = ", ".join(_dim_expr(s, bound, names) for s in p.shape)
             label = _shape_label(p)

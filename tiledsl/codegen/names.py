@@ -58,12 +58,14 @@ def c_storage_type(dt: DType) -> str:
     """How elements are stored in memory."""
     if dt.name in ("float16", "bfloat16"):
         return "uint16_t"
+    if dt.kind == "float8":
+        return "uint8_t"
     return c_value_type(dt)
 
 
 def c_value_type(dt: DType) -> str:
     """How values are computed (16-bit floats are computed in float)."""
-    if dt.name in ("float16", "bfloat16", "float32"):
+    if dt.name in ("float16", "bfloat16", "float32") or dt.kind == "float8":
         return "float"
     if dt.name == "float64":
         return "double"

@@ -39,8 +39,8 @@ def _shape_str(shape: Sequence[int]) -> str:
 
 
 def _dtype_name(dt: np.dtype) -> str:
-    if dt.kind == "V" and dt.itemsize == 2 and dt.name == "bfloat16":
-        return "bfloat16"
+    if dt.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        return dt.name
     if not dt.isnative:
         return f"{dt.name} (non-native byte order)"
     return dt.name
@@ -58,8 +58,8 @@ def _tensor(kernel: str, p: Buffer, a: Any) -> np.ndarray:
     else:
         raise TypeError(f"{kernel}: argument '{p.name}' expects a tensor, got {_type_name(a)}")
     want = p.dtype.numpy
-    if p.dtype.name == "bfloat16" and arr.dtype == np.uint16:
-        arr = arr.view(want)  # numpy's bfloat16 travels as its uint16 view (runtime/kernel.py)
+    if p.dtype.numpy_view and arr.dtype == np.dtype(f"uint{8 * want.itemsize}"):
+        arr = arr.view(want)  # numpy's bfloat16 / float8 travel as unsigned views (runtime/kernel.py)
     if arr.dtype != want or not arr.dtype.isnative:
         raise TypeError(f"{kernel}: argument '{p.name}' expects {p.dtype}, got {_dtype_name(arr.dtype)}")
     if arr.ndim != p.ndim:

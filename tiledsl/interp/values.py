@@ -16,9 +16,6 @@ from ..ir import DType
 __all__ = ["storage_dtype", "compute_dtype", "to_compute", "cast_value", "identity_of",
            "format_value", "atomic_combine"]
 
-_BF16 = np.dtype(ml_dtypes.bfloat16)
-
-
 def storage_dtype(dt: DType) -> np.dtype:
     """The numpy dtype of a buffer's elements."""
     return dt.numpy
@@ -26,7 +23,7 @@ def storage_dtype(dt: DType) -> np.dtype:
 
 def compute_dtype(dt: DType) -> np.dtype:
     """The numpy dtype expressions of IR type `dt` are computed in."""
-    if dt.name in ("float16", "bfloat16"):
+    if dt.is_narrow_float:
         return np.dtype(np.float32)
     return dt.numpy
 
@@ -42,9 +39,9 @@ def cast_value(x: np.ndarray, src: DType, dst: DType) -> np.ndarray:
     x = np.asarray(x)
     if dst.is_bool:
         return x != 0
-    if dst.name in ("float16", "bfloat16"):
-        narrow = np.float16 if dst.name == "float16" else _BF16
-        return x.astype(np.float32).astype(narrow).astype(np.float32)
+    if dst.is_narrow_float:
+        with np.errstate(all="ignore"):
+            return x.astype(np.float32).astype(dst.numpy).astype(np.float32)
     if dst.is_int and src.is_float:
         with np.errstate(invalid="ignore", over="ignore"):
             return np.trunc(x).astype(dst.numpy)

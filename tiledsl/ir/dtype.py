@@ -10,16 +10,25 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DType", "dtype", "float16", "bfloat16", "float32", "float64",
+__all__ = ["DType", "dtype", "float16", "bfloat16", "float32", "float64", "float8_e4m3", "float8_e5m2",
            "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool_"]
 
-# DLPack type codes (dlpack.h: kDLInt, kDLUInt, kDLFloat, kDLBfloat, kDLBool).
+# DLPack type codes (dlpack.h: kDLInt, kDLUInt, kDLFloat, kDLBfloat, kDLBool, kDLFloat8_e4m3fn,
+# kDLFloat8_e5m2).
 _DL_INT, _DL_UINT, _DL_FLOAT, _DL_BFLOAT, _DL_BOOL = 0, 1, 2, 4, 6
+_DL_FLOAT8 = {"float8_e4m3": 10, "float8_e5m2": 12}
+
+# Narrow float types numpy only knows through ml_dtypes; they travel as same-width unsigned views.
+_ML_DTYPES = {"bfloat16": "bfloat16", "float8_e4m3": "float8_e4m3fn", "float8_e5m2": "float8_e5m2"}
 
 
 @dataclass(frozen=True)
 class DType:
-    """A scalar type: `kind` is 'int', 'uint', 'float', 'bfloat' or 'bool'."""
+    """A scalar type: `kind` is 'int', 'uint', 'float', 'bfloat', 'float8' or 'bool'.
+
+    float8_e4m3 (4 exponent bits, 3 mantissa bits, no infinity, max 448; ml_dtypes'
+    float8_e4m3fn) and float8_e5m2 (max 57344, with infinity) are storage types: arithmetic on
+    them is float32, and storing into them rounds to nearest even."""
 
     name: str
     kind: str
@@ -27,7 +36,7 @@ class DType:
 
     @property
     def is_float(self) -> bool:
-        return self.kind in ("float", "bfloat")
+        return self.kind in ("float", "bfloat", "float8")
 
     @property
     def is_int(self) -> bool:
@@ -43,15 +52,28 @@ class DType:
 
     @property
     def dlpack_code(self) -> int:
+        if self.kind == "float8":
+            return _DL_FLOAT8[self.name]
         return {"int": _DL_INT, "uint": _DL_UINT, "float": _DL_FLOAT,
                 "bfloat": _DL_BFLOAT, "bool": _DL_BOOL}[self.kind]
 
     @property
+    def numpy_view(self) -> bool:
+        """numpy holds it through ml_dtypes, which DLPack cannot carry: numpy arrays of it pass
+        as their same-width unsigned view (bfloat16, float8)."""
+        return self.name in _ML_DTYPES
+
+    @property
+    def is_narrow_float(self) -> bool:
+        """Stored in 8 or 16 bits, computed in float32 (float16, bfloat16, float8_*)."""
+        return self.is_float and self.bits < 32
+
+    @property
     def numpy(self) -> np.dtype:
-        """The numpy dtype holding values of this type (ml_dtypes for bfloat16)."""
-        if self.name == "bfloat16":
+        """The numpy dtype holding values of this type (ml_dtypes for bfloat16 and float8)."""
+        if self.name in _ML_DTYPES:
             import ml_dtypes
-            return np.dtype(ml_dtypes.bfloat16)
+            return np.dtype(getattr(ml_dtypes, _ML_DTYPES[self.name]))
         return np.dtype("bool" if self.is_bool else self.name)
 
     def __call__(self, value):
@@ -73,14 +95,17 @@ _ALL = {d.name: d for d in [
     DType("uint32", "uint", 32), DType("uint64", "uint", 64),
     DType("float16", "float", 16), DType("bfloat16", "bfloat", 16),
     DType("float32", "float", 32), DType("float64", "float", 64),
+    DType("float8_e4m3", "float8", 8), DType("float8_e5m2", "float8", 8),
 ]}
 _ALIASES = {"float": "float32", "double": "float64", "half": "float16", "bf16": "bfloat16",
-            "fp16": "float16", "fp32": "float32", "fp64": "float64", "int": "int32"}
+            "fp16": "float16", "fp32": "float32", "fp64": "float64", "int": "int32",
+            "float8_e4m3fn": "float8_e4m3", "fp8_e4m3": "float8_e4m3", "fp8_e5m2": "float8_e5m2"}
 
 bool_ = _ALL["bool"]
 int8, int16, int32, int64 = (_ALL[n] for n in ("int8", "int16", "int32", "int64"))
 uint8, uint16, uint32, uint64 = (_ALL[n] for n in ("uint8", "uint16", "uint32", "uint64"))
 float16, bfloat16, float32, float64 = (_ALL[n] for n in ("float16", "bfloat16", "float32", "float64"))
+float8_e4m3, float8_e5m2 = _ALL["float8_e4m3"], _ALL["float8_e5m2"]
 
 
 def dtype(value: Any) -> DType:
@@ -108,6 +133,8 @@ def dtype(value: Any) -> DType:
 
 def promote(a: DType, b: DType) -> DType:
     """The type of a binary arithmetic result (floats win, then the wider type)."""
+    if "float8" in (a.kind, b.kind):  # float8 is storage only: its arithmetic is float32 (or wider)
+        return float64 if float64 in (a, b) else float32
     if a == b:
         return a
     if a.is_float != b.is_float:

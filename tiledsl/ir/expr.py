@@ -154,6 +154,9 @@ def const(value: Union[int, float, bool], dt: Any = None) -> Const:
         value = bool(value)
     elif dt.is_int:
         value = int(value)
+    elif dt.kind == "float8":  # the value the type can hold (a float8 constant is stored, not computed)
+        import numpy as np
+        value = float(np.float32(value).astype(dt.numpy).astype(np.float32))
     else:
         value = float(value)
     return Const(value, dt)

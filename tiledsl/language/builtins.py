@@ -21,12 +21,13 @@ __all__ = [
     "Parallel", "Pipelined", "serial", "unroll", "vectorized", "ceildiv",
     "max", "min", "clamp", "exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "tanh", "sigmoid",
     "cast", "if_then_else", "infinity", "nan", "dynamic", "symbolic", "GemmWarpPolicy",
-    "float16", "bfloat16", "float32", "float64", "int8", "int16", "int32", "int64",
+    "float16", "bfloat16", "float32", "float64", "float8_e4m3", "float8_e5m2", "int8", "int16", "int32", "int64",
     "uint8", "uint16", "uint32", "uint64", "bool",
 ]
 
 # dtype objects double as scalar-parameter annotations: `def f(n: T.int32)`.
 float16, bfloat16, float32, float64 = (_dtype(n) for n in ("float16", "bfloat16", "float32", "float64"))
+float8_e4m3, float8_e5m2 = _dtype("float8_e4m3"), _dtype("float8_e5m2")
 int8, int16, int32, int64 = (_dtype(n) for n in ("int8", "int16", "int32", "int64"))
 uint8, uint16, uint32, uint64 = (_dtype(n) for n in ("uint8", "uint16", "uint32", "uint64"))
 bool = _dtype("bool")  # noqa: A001 - TileLang's name

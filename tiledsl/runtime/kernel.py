@@ -20,6 +20,9 @@ from ..ir import Buffer, Const, PrimFunc, Var, const, free_vars, stored_buffers,
 __all__ = ["JITKernel"]
 
 _BF16 = np.dtype(ml_dtypes.bfloat16)
+# numpy dtypes from ml_dtypes, which DLPack cannot carry: passed as same-width unsigned views.
+_VIEWED = {_BF16: "bfloat16", np.dtype(ml_dtypes.float8_e4m3fn): "float8_e4m3",
+           np.dtype(ml_dtypes.float8_e5m2): "float8_e5m2"}
 
 
 class JITKernel:
@@ -53,7 +56,8 @@ class JITKernel:
         self.params = list(func.params)
         self.inputs = [p for i, p in enumerate(self.params) if i not in self.out_idx]
         self._written = set(written) if written is not None else stored_buffers(self.lowered)
-        self._bf16 = any(isinstance(p, Buffer) and p.dtype.name == "bfloat16" for p in self.params)
+        # numpy arrays of ml_dtypes types (bfloat16, float8) have no DLPack dtype: they pass as views
+        self._views = any(isinstance(p, Buffer) and p.dtype.numpy_view for p in self.params)
         self._sym_sources = self._symbol_sources()
         self._static_shapes = {p.name: tuple(s.value for s in p.shape) for p in self.params
                                if isinstance(p, Buffer) and all(isinstance(s, Const) for s in p.shape)}
@@ -113,7 +117,8 @@ class JITKernel:
     def _call(self, full: Sequence[Any]) -> None:
         # The common case (writable numpy arrays of DLPack dtypes) goes straight through.
         for a in full:
-            if isinstance(a, np.ndarray) and (self._bf16 or a.dtype.kind == "V" or not a.flags.writeable):
+            if isinstance(a, np.ndarray) and (self._views or a.dtype.kind == "V" or a.dtype in _VIEWED
+                                              or not a.flags.writeable):
                 full = [self._numpy_arg(p, x) if isinstance(x, np.ndarray) else x
                         for p, x in zip(self.params, full)]
                 break
@@ -125,14 +130,14 @@ class JITKernel:
             raise ValueError(f"{self.name}: argument '{p.name}' is a read-only numpy array ({what}); "
                              f"DLPack cannot pass read-only memory: pass a writable array, "
                              f"e.g. np.array(x)")
-        if self._bf16 or a.dtype.kind == "V":
-            if a.dtype == _BF16:
-                if not isinstance(p, Buffer) or p.dtype.name != "bfloat16":
+        if self._views or a.dtype.kind == "V" or a.dtype in _VIEWED:
+            if a.dtype in _VIEWED:
+                if not isinstance(p, Buffer) or p.dtype.numpy != a.dtype:
                     want = p.dtype if isinstance(p, (Buffer, Var)) else "a scalar"
-                    raise TypeError(f"{self.name}: argument '{p.name}' expects {want}, got bfloat16")
-                return a.view(np.uint16)
-            if isinstance(p, Buffer) and p.dtype.name == "bfloat16" and a.dtype == np.uint16:
-                raise TypeError(f"{self.name}: argument '{p.name}' expects bfloat16, got uint16")
+                    raise TypeError(f"{self.name}: argument '{p.name}' expects {want}, got {_VIEWED[a.dtype]}")
+                return a.view(f"uint{8 * a.dtype.itemsize}")
+            if isinstance(p, Buffer) and p.dtype.numpy_view and a.dtype.kind == "u":
+                raise TypeError(f"{self.name}: argument '{p.name}' expects {p.dtype}, got {a.dtype}")
         return a
 
     # ---- outputs ----

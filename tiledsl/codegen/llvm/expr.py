@@ -33,6 +33,8 @@ def storage_type(dt: DType) -> str:
         return "i8"
     if dt.name in ("float16", "bfloat16"):
         return "i16"
+    if dt.kind == "float8":
+        return "i8"
     return value_type(dt)
 
 
@@ -137,6 +139,75 @@ done:
 }
 """
 
+
+def _fp8_functions(name: str, M: int, B: int, has_inf: bool, maxbits: int, over: int) -> str:
+    """float8 <-> float as the C prelude's tdsl_fp8_to_f / tdsl_f_to_fp8 (codegen/cpu.py), for
+    one format: M mantissa bits, exponent bias B."""
+    sub_scale = float_literal(2.0 ** -(B + M - 1), "float")
+    scale = float_literal(2.0 ** (B + M - 1), "float")
+    special = (f"  %ones = icmp eq i32 %e, {0x7f >> M}\n  %minf = icmp eq i32 %m, 0\n"
+               f"  %isinf = and i1 %ones, %minf\n  %sb = select i1 %isinf, i32 2139095040, i32 2143289344\n"
+               if has_inf else
+               "  %ones = icmp eq i32 %mag, 127\n  %sb = add i32 2143289344, 0\n")
+    return f"""
+define internal float @tdsl_{name}_to_f(i8 %b) alwaysinline {{
+  %x = zext i8 %b to i32
+  %s0 = and i32 %x, 128
+  %s = shl i32 %s0, 24
+  %mag = and i32 %x, 127
+  %e = lshr i32 %mag, {M}
+  %m = and i32 %x, {(1 << M) - 1}
+{special}  %nanbits = or i32 %s, %sb
+  %nan = bitcast i32 %nanbits to float
+  %eb = add i32 %e, {127 - B}
+  %es = shl i32 %eb, 23
+  %ms = shl i32 %m, {23 - M}
+  %n0 = or i32 %s, %es
+  %n1 = or i32 %n0, %ms
+  %norm = bitcast i32 %n1 to float
+  %mf = uitofp i32 %m to float
+  %sub = fmul float %mf, {sub_scale}
+  %subn = fneg float %sub
+  %neg = icmp ne i32 %s0, 0
+  %subv = select i1 %neg, float %subn, float %sub
+  %zero = icmp eq i32 %e, 0
+  %v = select i1 %zero, float %subv, float %norm
+  %r = select i1 %ones, float %nan, float %v
+  ret float %r
+}}
+define internal i8 @tdsl_f_to_{name}(float %f) alwaysinline {{
+  %u = bitcast float %f to i32
+  %s0 = lshr i32 %u, 24
+  %s = and i32 %s0, 128
+  %a = and i32 %u, 2147483647
+  %isnan = icmp ugt i32 %a, 2139095040
+  %isnorm = icmp uge i32 %a, {(128 - B) << 23}
+  %odd0 = lshr i32 %a, {23 - M}
+  %odd = and i32 %odd0, 1
+  %r0 = add i32 %a, {(1 << (22 - M)) - 1}
+  %r1 = add i32 %r0, %odd
+  %r2 = lshr i32 %r1, {23 - M}
+  %bits = sub i32 %r2, {(127 - B) << M}
+  %ovf = icmp ugt i32 %bits, {maxbits}
+  %nb = select i1 %ovf, i32 {over}, i32 %bits
+  %af = call float @llvm.fabs.f32(float %f)
+  %sc = fmul float %af, {scale}
+  %rd = call float @llvm.roundeven.f32(float %sc)
+  %sbits = fptoui float %rd to i32
+  %mb = select i1 %isnorm, i32 %nb, i32 %sbits
+  %mb2 = select i1 %isnan, i32 127, i32 %mb
+  %o = or i32 %s, %mb2
+  %t = trunc i32 %o to i8
+  ret i8 %t
+}}
+"""
+
+
+PRELUDE += _fp8_functions("e4m3", 3, 7, False, 0x7E, 0x7F) + _fp8_functions("e5m2", 2, 15, True, 0x7B, 0x7C) + """
+declare float @llvm.fabs.f32(float)
+declare float @llvm.roundeven.f32(float)
+"""
+
 _FLOAT_INTRINSICS = {"exp": "exp", "exp2": "exp2", "log": "log", "log2": "log2", "sqrt": "sqrt",
                      "abs": "fabs", "sin": "sin", "cos": "cos", "floor": "floor", "ceil": "ceil",
                      "pow": "pow"}
@@ -218,6 +289,8 @@ class ExprEmitter:
             return self.fn.call("float", "@tdsl_bf2f", [raw])
         if dt.name == "float16":
             return self.fn.call("float", f"@tdsl_h2f_{self.f16}", [raw])
+        if dt.kind == "float8":
+            return self.fn.call("float", f"@tdsl_{dt.name[7:]}_to_f", [raw])
         return raw
 
     def to_storage(self, v: Val, dt: DType) -> Val:
@@ -227,6 +300,8 @@ class ExprEmitter:
             return self.fn.call("i16", "@tdsl_f2bf", [v])
         if dt.name == "float16":
             return self.fn.call("i16", f"@tdsl_f2h_{self.f16}", [v])
+        if dt.kind == "float8":
+            return self.fn.call("i8", f"@tdsl_f_to_{dt.name[7:]}", [v])
         return v
 
     # ---- conversions ----
@@ -243,7 +318,7 @@ class ExprEmitter:
             if src.is_float:
                 return f.op("i1", f"fcmp une {v}, 0.0")
             return f.op("i1", f"icmp ne {v}, 0")
-        if dst.name in ("bfloat16", "float16"):  # computed in float, rounded to 16 bits
+        if dst.is_narrow_float:  # computed in float, rounded to 16 or 8 bits
             x = self.convert(v, src, _F32)
             return self.from_storage(self.to_storage(x, dst), dst)
         if v.ty == to:

@@ -88,10 +88,10 @@ class _Entry:
         f = self.fn
         dt = p.dtype
         out = f.alloca("ptr", base="t.")
-        alt = _DL_CODE["uint"] if dt.name == "bfloat16" else -1
+        alt = _DL_CODE["uint"] if dt.numpy_view else -1  # ml_dtypes arrays come as unsigned views
         rc = f.call("i32", "@tdsl_tensor", [
             self.arg(i), out, self.k, self.m.string(p.name), Val(str(_DEVICE[device]), "i32"),
-            Val(str(_DL_CODE[dt.kind]), "i32"), Val(str(dt.bits), "i32"), Val(str(alt), "i32"),
+            Val(str(dt.dlpack_code), "i32"), Val(str(dt.bits), "i32"), Val(str(alt), "i32"),
             Val(str(p.ndim), "i32"), self.m.string(str(dt))])
         self.check(f.op("i1", f"icmp eq {rc}, 0"))
         t = f.load("ptr", out)
