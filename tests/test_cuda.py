@@ -187,6 +187,40 @@ def test_gemm_reading_a_fragment_operand_asks_for_shared_memory():
 needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="no CUDA toolkit (nvcc)")
 
 
+def atomics_fp8_cumsum(N=1000, bins=16):
+    """Atomics of three widths, float8 loads and stores, and a cumsum over a shared tile."""
+    @T.prim_func
+    def feat(X: T.Tensor((N,), "float8_e4m3"), H: T.Tensor((bins,), "int32"), S: T.Tensor((1,), "float32"),
+             Mx: T.Tensor((1,), "float16"), Y: T.Tensor((N,), "float8_e5m2"), P: T.Tensor((N,), "float32")):
+        with T.Kernel(T.ceildiv(N, 128), threads=128) as bx:
+            t = T.alloc_shared((128,), "float32")
+            T.copy(X[bx * 128], t)
+            for i in T.Parallel(128):
+                if bx * 128 + i < N:
+                    T.atomic_add(H[T.cast(T.abs(t[i]), "int32") % bins], 1)
+                    T.atomic_add(S[0], t[i])
+                    T.atomic_max(Mx[0], t[i])
+                    Y[bx * 128 + i] = t[i] * 2.0
+            T.cumsum(t, dim=0)
+            T.copy(t, P[bx * 128])
+    return feat
+
+
+def test_emulated_atomics_float8_and_cumsum():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(1000) * 4).astype(ml_dtypes.float8_e4m3fn)
+    xf = x.astype(np.float32)
+    h, s = np.zeros(16, np.int32), np.zeros(1, np.float32)
+    mx, y, p = np.full(1, -100, np.float16), np.zeros(1000, ml_dtypes.float8_e5m2), np.zeros(1000, np.float32)
+    tiledsl.compile(atomics_fp8_cumsum(), out_idx=[], target="cuda -emulate")(x, h, s, mx, y, p)
+    np.testing.assert_array_equal(h, np.bincount(np.abs(xf).astype(np.int32) % 16, minlength=16))
+    np.testing.assert_allclose(s[0], xf.astype(np.float64).sum(), rtol=1e-5)
+    assert mx[0] == xf.max()
+    np.testing.assert_array_equal(y.view(np.uint8), (xf * 2).astype(ml_dtypes.float8_e5m2).view(np.uint8))
+    tiles = np.pad(xf, (0, 24)).reshape(-1, 128)
+    np.testing.assert_allclose(p, np.cumsum(tiles, axis=1).reshape(-1)[:1000], rtol=1e-5, atol=1e-5)
+
+
 @needs_nvcc
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
 def test_nvcc_compiles_the_example_kernels(arch, tmp_path):
@@ -194,7 +228,7 @@ def test_nvcc_compiles_the_example_kernels(arch, tmp_path):
     from tiledsl.target import Target
     target = Target.parse(f"cuda -arch={arch}")
     kernels = {"gemm": matmul(256, 256, 256, bm=64, bn=64, bk=32, threads=128),
-               "softmax": softmax(64, 256, threads=128)}
+               "softmax": softmax(64, 256, threads=128), "atomics_fp8_cumsum": atomics_fp8_cumsum()}
     for name, func in kernels.items():
         _, source = cuda_source(func, target)
         assert "__global__" in source and "TVMFFIEnvGetStream" in source
