@@ -18,13 +18,17 @@ import tiledsl
 import tiledsl.language as T
 
 
-def out_size(size, k, stride, pad, dilation):
+def out_size(size: int, k: int, stride: int, pad: int, dilation: int) -> int:
+    """Output height (or width) of a convolution, as in PyTorch."""
     return (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
 
 
 @tiledsl.jit(out_idx=[2])
 def conv2d(N, H, W, C, F, KH, KW, stride=1, padding=0, dilation=1,
-           block_M=64, block_N=64, block_K=64, dtype="float32"):
+           block_M=64, block_N=None, block_K=64, dtype="float32"):
+    # All of F in one block up to 128 filters: each block gathers its im2col tile once per
+    # F tile, so a narrower block_N repeats the gather.
+    block_N = block_N or min(128, -(-F // 32) * 32)
     OH = out_size(H, KH, stride, padding, dilation)
     OW = out_size(W, KW, stride, padding, dilation)
     M, K = N * OH * OW, KH * KW * C  # the implicit GEMM is M x F x K
@@ -74,8 +78,9 @@ def conv2d(N, H, W, C, F, KH, KW, stride=1, padding=0, dilation=1,
                 T.gemm(col_s, w_s, out_f)
             for i, f in T.Parallel(block_M, block_N):
                 m = by * block_M + i
-                if m < M:
-                    Out[m // (OH * OW), m % (OH * OW) // OW, m % OW, bx * block_N + f] = out_f[i, f]
+                col = bx * block_N + f
+                if m < M and col < F:
+                    Out[m // (OH * OW), m % (OH * OW) // OW, m % OW, col] = out_f[i, f]
     return main
 
 

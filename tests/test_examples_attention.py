@@ -4,6 +4,7 @@ causal and not, float32 and float16 inputs, stride / padding / dilation, ties in
 import numpy as np
 import pytest
 
+import tiledsl
 from examples_util import interp_kernel, load_example
 
 fa = load_example("flash_attention")
@@ -156,3 +157,25 @@ def test_topk_matches_numpy_argpartition_reference():
     ref_vals, ref_idx = tk.topk_ref(x, 10)
     np.testing.assert_array_equal(vals, ref_vals)
     np.testing.assert_array_equal(idx, ref_idx)
+
+
+# ---------------------------------------------------------------- no access outside the tensors
+
+def test_examples_stay_inside_their_tensors():
+    """The strict interpreter raises on any global access outside a tensor: the kernels guard
+    their ragged edges themselves rather than relying on clipped reads and dropped stores
+    (T.copy's clipping excepted, which is defined behaviour)."""
+    def strict(factory, *args, out_idx=(-1,), **kwargs):
+        return tiledsl.compile(factory.get_ir(*args, **kwargs), out_idx=list(out_idx),
+                               target="interp -strict")
+
+    q, k, v = _qkv((1, 2, 37, 16), "float32")
+    for is_causal in (False, True):
+        o = strict(fa.flash_attention, *q.shape, is_causal=is_causal, block_M=16, block_N=8)(q, k, v)
+        _check_attention(o, q, k, v, is_causal)
+    geom, tiles = CONV[0]
+    x, w = _conv_inputs(*geom[:7])
+    out = strict(conv.conv2d, *geom, **tiles)(x, w)
+    np.testing.assert_allclose(out, conv.conv2d_ref(x, w, *geom[7:]), rtol=1e-4, atol=1e-4)
+    x = _topk_input(7, 45)
+    _check_topk(*strict(tk.topk, 7, 45, 3, block_M=4, block_N=16, out_idx=(1, 2))(x), x, 3)
