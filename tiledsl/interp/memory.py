@@ -82,10 +82,13 @@ class Mem:
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    eq = a == b
-    if a.dtype.kind == "f":
-        eq = eq | (np.isnan(a) & np.isnan(b))
-    return eq
+    """Element-wise equality with NaN equal to NaN (ml_dtypes floats, whose numpy kind is not
+    always "f", included)."""
+    with np.errstate(invalid="ignore"):
+        eq = a == b
+        if a.dtype.kind in "biu":
+            return eq
+        return eq | (np.isnan(a) & np.isnan(b))
 
 
 def first_index(key: tuple, bad: np.ndarray) -> tuple:
