@@ -174,7 +174,8 @@ def _start_setup() -> Optional[threading.Thread]:
     """Make the process's JIT on a second thread while this one lowers the first kernel.
 
     The set-up (importing llvmlite, ~16 ms; compiling the runtime module, ~12 ms) is a quarter
-    of a first compile, and LLVM runs without the GIL. The caller has imported the code
+    of a first compile, and LLVM runs without the GIL (llvmlite serialises its own calls, so
+    this overlaps the lowering's Python, not another compile). The caller has imported the code
     generator already, so the two threads never import the same tiledsl modules at once (that
     can hand one of them a partly initialised module). Returns the thread, to be joined."""
     global _SETUP
