@@ -206,7 +206,7 @@ def macro(fn: Callable) -> Macro:
             ...   # T.* statements over the caller's tiles
 
     Arguments are the caller's tiles, run-time values and Python values; names inside resolve
-    where the helper is defined. A final `return value` makes the call an expression."""
+    where the helper is defined. A final `return value` makes the call an expression (its statements run first)."""
     return Macro(fn)
 
 

@@ -98,6 +98,7 @@ class Parser:
         self.block_locals: dict = {}  # run-time variable -> (line, "if" / "loop") it was local to
         self.kernel_swizzle: Optional[list] = None  # T.use_swizzle of the T.Kernel being parsed
         self.macro_depth = 0
+        self.hoisted: list = []  # statements of macros called in the current statement's expressions
 
     # ---- helpers ----
 
@@ -215,7 +216,16 @@ class Parser:
             raise self.error(node, f"'{type(node).__name__}' statements are not supported in a kernel",
                              hint="kernels use for loops over T.Parallel / T.Pipelined / T.serial / "
                                   "range, if/else, assignments and T.* calls")
-        return method(node)
+        # A macro called inside an expression places its statements before this statement.
+        saved, self.hoisted = self.hoisted, []
+        try:
+            result = method(node)
+            before = self.hoisted
+        finally:
+            self.hoisted = saved
+        if before:
+            return ir.seq(*before, *([result] if result is not None else []))
+        return result
 
     def stmt_Pass(self, node):
         return None
@@ -224,8 +234,6 @@ class Parser:
         if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             return None  # docstring
         value = self.expr(node.value)
-        if isinstance(value, _MacroResult):
-            return value.stmts
         if isinstance(value, ir.Stmt):
             return value
         if isinstance(value, Expr):
@@ -256,8 +264,6 @@ class Parser:
         if isinstance(target, ast.Name):
             node.value._tdsl_target = target.id  # names the buffer an alloc_* call makes
         value = self.expr(node.value)
-        if isinstance(value, _MacroResult):  # `x = macro(...)`: its statements, then the value
-            return ir.seq(value.stmts, *[s for s in [self.assign(target, value.value, node)] if s is not None])
         return self.assign(target, value, node)
 
     def stmt_AnnAssign(self, node: ast.AnnAssign):
@@ -701,9 +707,9 @@ class Parser:
             self.macro_depth -= 1
         if ret is None or ret.value is None:
             return stmts
-        if isinstance(stmts, ir.Seq) and not stmts.stmts:
-            return value
-        return _MacroResult(stmts, value)
+        if not (isinstance(stmts, ir.Seq) and not stmts.stmts):
+            self.hoisted.append(stmts)  # placed before the statement that uses the value
+        return value
 
     def call_error(self, node: ast.Call, fn, e: Exception, runtime: bool, args: list) -> Exception:
         name = getattr(fn, "__name__", repr(fn))
@@ -828,13 +834,6 @@ def _swizzle(grid: tuple, block_vars: list, body: ir.Stmt, panel: int, order: st
     if len(raw) > 2:
         decls.append(ir.Decl(block_vars[2], raw[2], span=span))
     return raw, ir.seq(*decls, body)
-
-
-class _MacroResult:
-    """A macro call with statements and a returned value: only `x = macro(...)` can place both."""
-
-    def __init__(self, stmts: ir.Stmt, value: Any):
-        self.stmts, self.value = stmts, value
 
 
 class _LoopSpec:
