@@ -9,6 +9,7 @@ import math
 from typing import Callable, Dict, Type
 
 from .. import ir
+from ..errors import LoweringError
 from ..ir import Const, Copy, CumSum, Fill, Gemm, Reduce, StmtRewriter
 from ..target import Target
 from .common import Namer, loop_nest
@@ -114,6 +115,12 @@ def _reduce(s: Reduce, target: Target, namer: Namer) -> ir.Stmt:
 def _cumsum(s: CumSum, target: Target, namer: Namer) -> ir.Stmt:
     # One running sum per line along `dim`, in the dst type (float32 for 16-bit floats); every
     # element is read before it is written, so src and dst may be the same tile.
+    if target.kind == "cuda" and "fragment" in (s.src.scope, s.dst.scope):
+        # A line of a fragment is spread over threads' registers: a scan across them needs warp
+        # shuffles, which are not generated yet.
+        raise LoweringError("T.cumsum on the GPU works on shared tiles, not fragments", s.span,
+                            hint="T.copy the fragment into a T.alloc_shared tile, T.cumsum that, and "
+                                 "copy it back")
     shape = s.src.static_shape
     n = shape[s.dim]
     outer = [namer("i") for d in range(len(shape)) if d != s.dim]
