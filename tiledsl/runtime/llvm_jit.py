@@ -137,7 +137,7 @@ class _Jit:
         self.host = machine_for(host_cpu())
         self.lljit = llvm.create_lljit_compiler()
         # Argument checks and thread management: not worth the -O3 compile time (~100 ms).
-        obj = emit_object(render_runtime(self.host.arch), self.host, opt=0)
+        obj = _runtime_object(render_runtime(self.host.arch), self.host)
         b = llvm.JITLibraryBuilder().add_object_img(obj).add_current_process()
         for s in RUNTIME_SYMBOLS:
             b.export_symbol(s)
@@ -154,6 +154,31 @@ class _Jit:
             tracker = b.link(self.lljit, f"tiledsl_{key}")
             self.kernels[key] = (tracker[entry], tracker)
         return self.kernels[key]
+
+
+def _runtime_object(text: str, m: Machine) -> bytes:
+    """The runtime module's object code (-O0), compiled once per machine and llvmlite version
+    and remembered in `<cache>/probes/` next to the host CPU probe: it is tiledsl's own code,
+    the same for every kernel, and its ~12 ms would otherwise hold LLVM's lock during every
+    process's first kernel compile."""
+    from . import cache
+    key = hashlib.sha256("\n".join([text, m.triple, m.cpu, m.features, llvm_version()]).encode()).hexdigest()[:24]
+    path = cache.root() / "probes" / f"llvm-runtime-{key}.o"
+    try:
+        data = path.read_bytes()  # the object, then its sha256: a damaged file is compiled again
+        if len(data) > 32 and hashlib.sha256(data[:-32]).digest() == data[-32:]:
+            return data[:-32]
+    except OSError:
+        pass
+    obj = emit_object(text, m, opt=0)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(obj + hashlib.sha256(obj).digest())
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs the compile next time
+    return obj
 
 
 _JIT: Optional[_Jit] = None
