@@ -822,3 +822,18 @@ def test_printed_ir_shows_atomics_and_cumsum():
     assert "T.atomic_max(Fmax[" in text and "T.atomic_min(Imin[" in text
     text = tiledsl.ir.func_str(cumsum_tiles(21, 37, 1, True, "float32", "shared", False))
     assert "T.cumsum(s, d, dim=1, reverse=True)" in text, text
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_integer_constants_wrap_into_their_type(target):
+    """`P[j] - 8` on uint8 is `P[j] + 248` (a constant takes its type's range, as C converts)."""
+    @T.prim_func
+    def main(P: T.Tensor((16,), "uint8"), O: T.Tensor((16,), "uint8"), Q: T.Tensor((16,), "int8")):
+        with T.Kernel(1) as bx:
+            for j in T.Parallel(16):
+                O[j] = P[j] - 8
+                Q[j] = T.cast(P[j], "int8") + 200
+    p = np.arange(16, dtype=np.uint8) * 16
+    o, q = tiledsl.compile(main, out_idx=[1, 2], target=target)(p)
+    np.testing.assert_array_equal(o, p - np.uint8(8))
+    np.testing.assert_array_equal(q, p.astype(np.int8) + np.int8(-56))

@@ -152,8 +152,10 @@ def const(value: Union[int, float, bool], dt: Any = None) -> Const:
     dt = as_dtype(dt)
     if dt.is_bool:
         value = bool(value)
-    elif dt.is_int:
-        value = int(value)
+    elif dt.is_int:  # wrapped into the type's range, as C converts (`x - 8` on uint8 is `x + 248`)
+        value = int(value) % (1 << dt.bits)
+        if dt.kind == "int" and value >= 1 << (dt.bits - 1):
+            value -= 1 << dt.bits
     elif dt.kind == "float8":  # the value the type can hold (a float8 constant is stored, not computed)
         import numpy as np
         value = float(np.float32(value).astype(dt.numpy).astype(np.float32))
