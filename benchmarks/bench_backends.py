@@ -30,6 +30,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+sys.path.insert(0, HERE)
+from timing import fastest  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -62,19 +64,6 @@ def bench_compile(rounds: int) -> None:
     for backend, (first, second) in best.items():
         print(f"{backend:>8} {first * 1e3:10.1f} ms {second * 1e3:9.1f} ms")
     print(f"llvm / cxx: {best['llvm'][0] / best['cxx'][0]:.2f} (first), {best['llvm'][1] / best['cxx'][1]:.2f} (next)")
-
-
-def fastest(fn, reps: int) -> float:
-    """The shortest of `reps` runs after a warm-up: on a shared machine the best run is the one
-    least disturbed. Sleeps first, so the other library's spinning threads are asleep."""
-    time.sleep(0.3)
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bench_gemm(sizes, rounds: int, reps: int) -> None:

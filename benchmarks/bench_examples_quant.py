@@ -15,23 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
-
-
-def fastest(fn, reps: int) -> float:
-    """The shortest of `reps` runs after a warm-up. Sleeps first, so the other library's
-    spinning threads are asleep."""
-    time.sleep(0.3)
-    fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+sys.path.insert(0, HERE)
+from timing import fastest  # noqa: E402
 
 
 def cases(rng):

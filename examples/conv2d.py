@@ -9,13 +9,16 @@ k = (kh, kw, c) flattened. `col`, the im2col matrix, is never built: each block 
 (block_M x block_K) tile it needs straight from the input into shared memory, zeros where the
 window hangs over the padding, and hands it to T.gemm.
 """
+import os
 import sys
-import time
 
 import numpy as np
 
 import tiledsl
 import tiledsl.language as T
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling gemm.py, also when imported
+from gemm import best_time  # noqa: E402
 
 
 def out_size(size: int, k: int, stride: int, pad: int, dilation: int) -> int:
@@ -96,18 +99,6 @@ def conv2d_ref(x, w, stride=1, padding=0, dilation=1):
     win = win[:, ::stride, ::stride, :, ::dilation, ::dilation][:, :OH, :OW]
     col = win.transpose(0, 1, 2, 4, 5, 3).reshape(N * OH * OW, KH * KW * C)
     return (col @ w.reshape(KH * KW * C, F)).reshape(N, OH, OW, F)
-
-
-def best_time(fn, reps: int = 5) -> float:
-    """Median seconds of `reps` runs after one warm-up (see examples/gemm.py for the sleep)."""
-    time.sleep(0.3)
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main(N=8, H=56, W=56, C=64, F=64, K=3, stride=1, padding=1, dilation=1) -> int:

@@ -16,13 +16,16 @@ The weight format (what `pack_int4` / `quantize` produce and every kernel here r
 
 So `y = A @ dequantize(W_packed, scales, group).T`: C[m, n] = sum_k A[m, k] * W[n, k].
 """
+import os
 import sys
-import time
 
 import numpy as np
 
 import tiledsl
 import tiledsl.language as T
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling splitk_gemm.py, also when imported
+from splitk_gemm import best_time  # noqa: E402
 
 
 def _check_format(K: int, group: int, block_K: int) -> None:
@@ -156,18 +159,6 @@ def reference(a: np.ndarray, packed: np.ndarray, scales: np.ndarray, group: int 
 
 
 # ---------------------------------------------------------------- self-check and timing
-
-def best_time(fn, reps: int = 5, rounds: int = 3) -> float:
-    """The fastest of `rounds` x `reps` runs after a warm-up (see examples/splitk_gemm.py)."""
-    best = float("inf")
-    for _ in range(rounds):
-        time.sleep(0.3)
-        fn()
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def main(M=256, N=4096, K=4096, group=128) -> int:

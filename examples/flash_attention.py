@@ -9,13 +9,16 @@ them `block_N` rows at a time: S = Q K^T (the transposed GEMM), a running row ma
 rescale what was accumulated so far, then O += P V. The seq x seq score matrix never exists.
 """
 import math
+import os
 import sys
-import time
 
 import numpy as np
 
 import tiledsl
 import tiledsl.language as T
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling gemm.py, also when imported
+from gemm import best_time  # noqa: E402
 
 LOG2E = 1.44269504088896340736
 
@@ -98,18 +101,6 @@ def attention_ref(q, k, v, is_causal=False):
         s = np.where(np.tril(np.ones((n, n), bool)), s, -np.inf)
     s = np.exp(s - s.max(axis=-1, keepdims=True))
     return (s / s.sum(axis=-1, keepdims=True)) @ v
-
-
-def best_time(fn, reps: int = 5) -> float:
-    """Median seconds of `reps` runs after one warm-up (see examples/gemm.py for the sleep)."""
-    time.sleep(0.3)
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def attention_flops(batch, heads, seq, dim, is_causal):

@@ -8,13 +8,16 @@ Tie order: equal values come out in increasing column order, i.e. the result is
 `np.argsort(-x, kind="stable")[:, :k]`: the row sorted by the key (value descending, column
 ascending). NaN compares false with everything, so it is never chosen while a number is left.
 """
+import os
 import sys
-import time
 
 import numpy as np
 
 import tiledsl
 import tiledsl.language as T
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the sibling gemm.py, also when imported
+from gemm import best_time  # noqa: E402
 
 
 @tiledsl.jit(out_idx=[1, 2])
@@ -68,18 +71,6 @@ def topk_exact(x, k):
     """The kernel's exact answer, tie order included: a stable sort by descending value."""
     order = np.argsort(-x, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(x, order, axis=1), order
-
-
-def best_time(fn, reps: int = 5) -> float:
-    """Median seconds of `reps` runs after one warm-up (see examples/gemm.py for the sleep)."""
-    time.sleep(0.3)
-    fn()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main(M=4096, N=4096, k=8) -> int:
