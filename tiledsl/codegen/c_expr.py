@@ -6,7 +6,7 @@ from typing import Dict
 
 from ..ir import BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var
 from ..ir.analysis import bound
-from .names import CNames, c_value_type
+from .names import CNames, c_from_storage, c_to_storage, c_value_type
 
 __all__ = ["CExpr"]
 
@@ -56,14 +56,7 @@ class CExpr:
         return self.names.var(e)
 
     def e_Load(self, e: Load) -> str:
-        ref = f"{self.names.buffer(e.buffer)}[{self.expr(e.indices[0])}]"
-        if e.dtype.name == "bfloat16":
-            return f"tdsl_bf2f({ref})"
-        if e.dtype.name == "float16":
-            return f"tdsl_h2f({ref})"
-        if e.dtype.kind == "float8":
-            return f"tdsl_{e.dtype.name[7:]}_to_f({ref})"
-        return ref
+        return c_from_storage(e.dtype, f"{self.names.buffer(e.buffer)}[{self.expr(e.indices[0])}]")
 
     def e_Cast(self, e: Cast) -> str:
         v = self.expr(e.value)
@@ -72,8 +65,7 @@ class CExpr:
         if e.dtype.name == "float16":
             return f"tdsl_round_h((float)({v}))"
         if e.dtype.kind == "float8":
-            n = e.dtype.name[7:]
-            return f"tdsl_{n}_to_f(tdsl_f_to_{n}((float)({v})))"
+            return c_from_storage(e.dtype, c_to_storage(e.dtype, f"(float)({v})"))
         if e.dtype.is_bool:
             return f"(({v}) != 0)"
         return f"(({c_value_type(e.dtype)})({v}))"

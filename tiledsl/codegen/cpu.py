@@ -15,7 +15,7 @@ from ..ir import (Assign, Buffer, BufferPtr, Const, Decl, Evaluate, For, If, Ker
 from ..ir.analysis import bound, loop_range
 from .c_expr import CExpr
 from .host import render_host
-from .names import CNames, c_storage_type, c_value_type
+from .names import CNames, c_from_storage, c_storage_type, c_to_storage, c_value_type
 
 __all__ = ["render_cpu"]
 
@@ -142,13 +142,7 @@ class CpuRenderer(CExpr):
         if s.atomic:
             self.atomic_store(s, d)
             return
-        value = self.expr(s.value)
-        if s.buffer.dtype.name == "bfloat16":
-            value = f"tdsl_f2bf({value})"
-        elif s.buffer.dtype.name == "float16":
-            value = f"tdsl_f2h({value})"
-        elif s.buffer.dtype.kind == "float8":
-            value = f"tdsl_f_to_{s.buffer.dtype.name[7:]}({value})"
+        value = c_to_storage(s.buffer.dtype, self.expr(s.value))
         self.emit(d, f"{self.names.buffer(s.buffer)}[{self.expr(s.indices[0])}] = {value};")
 
     def atomic_store(self, s: Store, d) -> None:
@@ -161,9 +155,9 @@ class CpuRenderer(CExpr):
         if s.atomic == "add" and dt.is_int and self.FETCH_ADD:
             self.emit(d, f"__atomic_fetch_add(&{ref}, ({c_value_type(dt)})({value}), __ATOMIC_RELAXED);")
             return
-        load = {"float16": "tdsl_h2f(o__)", "bfloat16": "tdsl_bf2f(o__)"}.get(dt.name, "o__")
-        new = {"add": f"{load} + v__", "max": f"tdsl_max({load}, v__)", "min": f"tdsl_min({load}, v__)"}[s.atomic]
-        new = {"float16": f"tdsl_f2h({new})", "bfloat16": f"tdsl_f2bf({new})"}.get(dt.name, new)
+        old = c_from_storage(dt, "o__")
+        new = c_to_storage(dt, {"add": f"{old} + v__", "max": f"tdsl_max({old}, v__)",
+                                "min": f"tdsl_min({old}, v__)"}[s.atomic])
         st = c_storage_type(dt)
         self.emit(d, f"{{ {c_value_type(dt)} v__ = {value}; "
                      f"tdsl_atomic_update(&{ref}, [&]({st} o__) -> {st} {{ return ({st})({new}); }}); }}")

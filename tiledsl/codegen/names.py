@@ -72,3 +72,22 @@ def c_value_type(dt: DType) -> str:
     if dt.is_bool:
         return "bool"
     return _INT_TYPES[dt.name]
+
+
+# The prelude's conversions between a narrow float's stored bits and the float it is computed in.
+_FROM_STORAGE = {"float16": "tdsl_h2f", "bfloat16": "tdsl_bf2f",
+                 "float8_e4m3": "tdsl_e4m3_to_f", "float8_e5m2": "tdsl_e5m2_to_f"}
+_TO_STORAGE = {"float16": "tdsl_f2h", "bfloat16": "tdsl_f2bf",
+               "float8_e4m3": "tdsl_f_to_e4m3", "float8_e5m2": "tdsl_f_to_e5m2"}
+
+
+def c_from_storage(dt: DType, stored: str) -> str:
+    """The C value of an element of `dt` whose stored form is `stored`."""
+    fn = _FROM_STORAGE.get(dt.name)
+    return f"{fn}({stored})" if fn else stored
+
+
+def c_to_storage(dt: DType, value: str) -> str:
+    """The stored form of the C value `value` as an element of `dt` (narrow floats round)."""
+    fn = _TO_STORAGE.get(dt.name)
+    return f"{fn}({value})" if fn else value

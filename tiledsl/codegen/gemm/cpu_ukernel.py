@@ -12,6 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import List
 
+from ...ir import dtype
+from ..names import c_from_storage
+
 __all__ = ["Isa", "ISAS", "ukernel_shape", "render_ukernel"]
 
 
@@ -76,7 +79,7 @@ def _load_b(v: _Vec, inp: str, ptr: str) -> str:
 
 
 def _scalar_a(inp: str, expr: str) -> str:
-    return {"bfloat16": f"tdsl_bf2f({expr})", "float16": f"tdsl_h2f({expr})"}.get(inp, expr)
+    return c_from_storage(dtype(inp), expr)
 
 
 def render_ukernel(name: str, isa: str, inp: str, acc: str) -> str:
