@@ -837,3 +837,16 @@ def test_integer_constants_wrap_into_their_type(target):
     o, q = tiledsl.compile(main, out_idx=[1, 2], target=target)(p)
     np.testing.assert_array_equal(o, p - np.uint8(8))
     np.testing.assert_array_equal(q, p.astype(np.int8) + np.int8(-56))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_atomic_add_into_float8(target):
+    """The old element is widened from float8 and the sum rounded back, as a plain store does."""
+    @T.prim_func
+    def main(X: T.Tensor((8,), "float32"), Y: T.Tensor((2,), "float8_e4m3")):
+        with T.Kernel(1) as bx:
+            for i in T.Parallel(8):
+                T.atomic_add(Y[i % 2], X[i])
+    y = np.zeros(2, ml_dtypes.float8_e4m3fn)
+    tiledsl.compile(main, out_idx=[], target=target)(np.arange(8, dtype=np.float32), y)
+    np.testing.assert_array_equal(y.astype(np.float32), [12.0, 16.0])
