@@ -39,8 +39,6 @@ def _shape_str(shape: Sequence[int]) -> str:
 
 
 def _dtype_name(dt: np.dtype) -> str:
-    if dt.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
-        return dt.name
     if not dt.isnative:
         return f"{dt.name} (non-native byte order)"
     return dt.name

@@ -108,6 +108,11 @@ float16, bfloat16, float32, float64 = (_ALL[n] for n in ("float16", "bfloat16", 
 float8_e4m3, float8_e5m2 = _ALL["float8_e4m3"], _ALL["float8_e5m2"]
 
 
+def numpy_view_dtypes() -> dict:
+    """numpy dtype -> DType for the types numpy holds through ml_dtypes (see `numpy_view`)."""
+    return {d.numpy: d for d in _ALL.values() if d.numpy_view}
+
+
 def dtype(value: Any) -> DType:
     """Normalise a dtype given as a string, numpy / torch dtype or `DType`.
 

@@ -12,17 +12,15 @@ import shutil
 import uuid
 from typing import Any, Callable, List, Optional, Sequence
 
-import ml_dtypes
 import numpy as np
 
 from ..ir import Buffer, Const, PrimFunc, Var, const, free_vars, stored_buffers, substitute
+from ..ir.dtype import numpy_view_dtypes
 
 __all__ = ["JITKernel"]
 
-_BF16 = np.dtype(ml_dtypes.bfloat16)
 # numpy dtypes from ml_dtypes, which DLPack cannot carry: passed as same-width unsigned views.
-_VIEWED = {_BF16: "bfloat16", np.dtype(ml_dtypes.float8_e4m3fn): "float8_e4m3",
-           np.dtype(ml_dtypes.float8_e5m2): "float8_e5m2"}
+_VIEWED = numpy_view_dtypes()
 
 
 class JITKernel:
