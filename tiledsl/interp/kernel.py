@@ -30,8 +30,8 @@ class InterpKernel(JITKernel):
         self.strict = target.has("strict")
         self._local = threading.local()
 
-    def _allocate(self, p: ir.Buffer, args: Sequence[Any]) -> Any:
-        out = super()._allocate(p, args)
+    def _allocate(self, i: int, args: Sequence[Any]) -> Any:
+        out = super()._allocate(i, args)
         if isinstance(out, np.ndarray) and out.size:
             self._fresh().add(out.ctypes.data)
         return out

@@ -57,8 +57,9 @@ class JITKernel:
         # numpy arrays of ml_dtypes types (bfloat16, float8) have no DLPack dtype: they pass as views
         self._views = any(isinstance(p, Buffer) and p.dtype.numpy_view for p in self.params)
         self._sym_sources = self._symbol_sources()
-        self._static_shapes = {p.name: tuple(s.value for s in p.shape) for p in self.params
-                               if isinstance(p, Buffer) and all(isinstance(s, Const) for s in p.shape)}
+        # Per output dimension, worked out once: an int, (input position, dim) to read it from, or
+        # an expression of symbolic sizes to evaluate at call time.
+        self._shape_plans = {i: tuple(self._dim_plan(s) for s in self.params[i].shape) for i in self.out_idx}
 
     @property
     def lowered(self) -> PrimFunc:
@@ -88,7 +89,7 @@ class JITKernel:
         if not self.out_idx:
             self._call(args)
             return None
-        outs = [self._allocate(self.params[i], args) for i in self.out_idx]
+        outs = [self._allocate(i, args) for i in self.out_idx]
         full = list(args)
         for i, o in zip(self.out_idx, outs):  # ascending, so each lands at its own index
             full.insert(i, o)
@@ -115,8 +116,7 @@ class JITKernel:
     def _call(self, full: Sequence[Any]) -> None:
         # The common case (writable numpy arrays of DLPack dtypes) goes straight through.
         for a in full:
-            if isinstance(a, np.ndarray) and (self._views or a.dtype.kind == "V" or a.dtype in _VIEWED
-                                              or not a.flags.writeable):
+            if isinstance(a, np.ndarray) and (self._views or a.dtype in _VIEWED or not a.flags.writeable):
                 full = [self._numpy_arg(p, x) if isinstance(x, np.ndarray) else x
                         for p, x in zip(self.params, full)]
                 break
@@ -128,14 +128,13 @@ class JITKernel:
             raise ValueError(f"{self.name}: argument '{p.name}' is a read-only numpy array ({what}); "
                              f"DLPack cannot pass read-only memory: pass a writable array, "
                              f"e.g. np.array(x)")
-        if self._views or a.dtype.kind == "V" or a.dtype in _VIEWED:
-            if a.dtype in _VIEWED:
-                if not isinstance(p, Buffer) or p.dtype.numpy != a.dtype:
-                    want = p.dtype if isinstance(p, (Buffer, Var)) else "a scalar"
-                    raise TypeError(f"{self.name}: argument '{p.name}' expects {want}, got {_VIEWED[a.dtype]}")
-                return a.view(f"uint{8 * a.dtype.itemsize}")
-            if isinstance(p, Buffer) and p.dtype.numpy_view and a.dtype.kind == "u":
-                raise TypeError(f"{self.name}: argument '{p.name}' expects {p.dtype}, got {a.dtype}")
+        if a.dtype in _VIEWED:
+            if not isinstance(p, Buffer) or p.dtype.numpy != a.dtype:
+                want = p.dtype if isinstance(p, (Buffer, Var)) else "a scalar"
+                raise TypeError(f"{self.name}: argument '{p.name}' expects {want}, got {_VIEWED[a.dtype]}")
+            return a.view(f"uint{8 * a.dtype.itemsize}")
+        if isinstance(p, Buffer) and p.dtype.numpy_view and a.dtype.kind == "u":
+            raise TypeError(f"{self.name}: argument '{p.name}' expects {p.dtype}, got {a.dtype}")
         return a
 
     # ---- outputs ----
@@ -150,34 +149,44 @@ class JITKernel:
                         out[s] = (pos, d)
         return out
 
-    def _shape_of(self, p: Buffer, args: Sequence[Any]) -> tuple:
+    def _dim_plan(self, s: Any) -> Any:
+        if isinstance(s, Const):
+            return s.value
+        return self._sym_sources.get(s, s) if isinstance(s, Var) else s
+
+    def _input_dim(self, args: Sequence[Any], pos: int, d: int) -> int:
+        shape = getattr(args[pos], "shape", None)
+        if shape is None or len(shape) <= d:
+            raise TypeError(f"{self.name}: argument '{self.inputs[pos].name}' expects a tensor")
+        return int(shape[d])
+
+    def _shape_of(self, i: int, args: Sequence[Any]) -> tuple:
         dims = []
-        for s in p.shape:
-            if isinstance(s, Const):
-                dims.append(s.value)
-                continue
-            env = {}
-            for v in free_vars(s):
-                if v not in self._sym_sources:
-                    raise TypeError(f"{self.name}: cannot allocate output '{p.name}': its size "
-                                    f"{v.name} appears in no input; pass the output explicitly")
-                pos, d = self._sym_sources[v]
-                shape = getattr(args[pos], "shape", None)
-                if shape is None or len(shape) <= d:
-                    raise TypeError(f"{self.name}: argument '{self.inputs[pos].name}' expects a tensor")
-                env[v] = const(int(shape[d]))
-            dims.append(substitute(s, env).value)
+        for plan in self._shape_plans[i]:
+            if isinstance(plan, int):
+                dims.append(plan)
+            elif isinstance(plan, tuple):
+                dims.append(self._input_dim(args, *plan))
+            else:  # an expression of symbolic sizes
+                env = {}
+                for v in free_vars(plan):
+                    if v not in self._sym_sources:
+                        raise TypeError(f"{self.name}: cannot allocate output '{self.params[i].name}': its "
+                                        f"size {v.name} appears in no input; pass the output explicitly")
+                    env[v] = const(self._input_dim(args, *self._sym_sources[v]))
+                dims.append(substitute(plan, env).value)
         return tuple(dims)
 
-    def _allocate(self, p: Buffer, args: Sequence[Any]) -> Any:
-        shape = self._static_shapes.get(p.name) or self._shape_of(p, args)
+    def _allocate(self, i: int, args: Sequence[Any]) -> Any:
+        p = self.params[i]
+        shape = self._shape_of(i, args)
         for a in args:
             if type(a) is np.ndarray:
                 continue
             mod = type(a).__module__.split(".")[0]
             if mod == "torch":
                 import torch
-                tdt = getattr(torch, p.dtype.name if p.dtype.name != "bool" else "bool")
+                tdt = getattr(torch, {"float8_e4m3": "float8_e4m3fn"}.get(p.dtype.name, p.dtype.name))
                 return torch.empty(shape, dtype=tdt, device=a.device)
             if mod == "cupy":
                 import cupy
@@ -199,7 +208,7 @@ class JITKernel:
         full: List[Any] = []
         it = iter(args)
         for i, p in enumerate(self.params):
-            full.append(self._allocate(p, args) if i in self.out_idx else next(it))
+            full.append(self._allocate(i, args) if i in self.out_idx else next(it))
         return full
 
     def bench(self, *args: Any, warmup: int = 3, rep: int = 20, flush: bool = True,
