@@ -38,7 +38,7 @@ def compile(func: ir.PrimFunc, out_idx: Optional[Sequence[int]] = None, target: 
     `backend` ("cxx" or "llvm") how CPU code is compiled (see `cpu_backend`)."""
     if not isinstance(func, ir.PrimFunc):
         raise TypeError(f"tiledsl.compile expects a PrimFunc (from @T.prim_func), got {type(func).__name__}")
-    tgt = Target.parse("cpu" if target in (None, "auto") else target)
+    tgt = Target.parse(target)
     symbol = _symbol(name or func.name)
     func = ir.PrimFunc(symbol, func.params, func.body, func.attrs, span=func.span)
     if tgt.kind == "cuda":
@@ -113,15 +113,13 @@ class JITFactory:
         key = tuple((k, _key(v)) for k, v in bound.arguments.items()) + (("backend", backend),)
         with self._lock:
             kernel = self._kernels.get(key)
+            previous = [k.spec_args for k in self._kernels.values()]
         if kernel is not None:
             return kernel
         t0 = time.perf_counter()
-        func = self.factory(*bound.args, **bound.kwargs)
-        if not isinstance(func, ir.PrimFunc):
-            raise TypeError(f"{self.factory.__name__}: a @tiledsl.jit factory must return the "
-                            f"@T.prim_func it defines, got {type(func).__name__}")
+        func = self.get_ir(*bound.args, **bound.kwargs)
         report = CompileReport(self.factory.__name__, bound.arguments, time.perf_counter() - t0,
-                               previous=[k.spec_args for k in self._kernels.values()])
+                               previous=previous)
         kernel = compile(func, self.out_idx, self.target, name=self.factory.__name__, report=report,
                          backend=backend or None)
         kernel.spec_args = dict(bound.arguments)
@@ -131,12 +129,16 @@ class JITFactory:
 
     def get_ir(self, *args: Any, **kwargs: Any) -> ir.PrimFunc:
         """The PrimFunc the factory builds for these arguments (nothing is compiled)."""
-        return self.factory(*args, **kwargs)
+        func = self.factory(*args, **kwargs)
+        if not isinstance(func, ir.PrimFunc):
+            raise TypeError(f"{self.factory.__name__}: a @tiledsl.jit factory must return the "
+                            f"@T.prim_func it defines, got {type(func).__name__}")
+        return func
 
     def _cpu_backend(self) -> str:
         """The CPU backend a compile would use now ("" off the CPU): part of the memo key, as
         `$TILEDSL_CPU_BACKEND` may change between calls."""
-        tgt = Target.parse("cpu" if self.target in (None, "auto") else self.target)
+        tgt = Target.parse(self.target)
         return cpu_backend(tgt, self.backend) if tgt.kind == "cpu" else ""
 
 

@@ -106,13 +106,18 @@ class AutoTuner:
         space = expand_configs(self.configs, self.jit.signature, self.name, args, kwargs)
         if any(k in explicit for c in space for k in c):
             return self.jit(*args, **kwargs)
-        return self.tune(*args, **kwargs).kernel
+        return self._tune(args, kwargs, space).kernel
 
     def tune(self, *args: Any, **kwargs: Any) -> AutotuneResult:
         """Tune for these arguments (once per process; stored results answer later runs)."""
+        return self._tune(args, kwargs)
+
+    def _tune(self, args: tuple, kwargs: dict, space: Optional[list] = None) -> AutotuneResult:
         key = repr((args, sorted(kwargs.items())))
         if key not in self._results:
-            self._results[key] = _Run(self, args, kwargs).run()
+            if space is None:
+                space = expand_configs(self.configs, self.jit.signature, self.name, args, kwargs)
+            self._results[key] = _Run(self, args, kwargs, space).run()
         return self._results[key]
 
 
@@ -144,10 +149,10 @@ def autotune(configs: ConfigSpace, *, warmup: int = 3, rep: int = 20, timeout: f
 class _Run:
     """One tuning of one argument set."""
 
-    def __init__(self, tuner: AutoTuner, args: Sequence[Any], kwargs: Dict[str, Any]):
+    def __init__(self, tuner: AutoTuner, args: Sequence[Any], kwargs: Dict[str, Any], configs: list):
         self.tuner, self.s = tuner, tuner.settings
         self.args, self.kwargs = tuple(args), dict(kwargs)
-        self.configs = expand_configs(tuner.configs, tuner.jit.signature, tuner.name, args, kwargs)
+        self.configs = configs
         self.check_id = store.check_id(self.s.ref_prog, self.s.supply_prog, self.s.rtol, self.s.atol)
         self.records: Dict[int, Record] = {}
         self.keys: Dict[int, str] = {}
@@ -156,7 +161,7 @@ class _Run:
     def run(self) -> AutotuneResult:
         t0 = time.perf_counter()
         cache.root()  # with TILEDSL_CACHE=0: make the private directory before workers fork
-        target = Target.parse("cpu" if self.tuner.jit.target in (None, "auto") else self.tuner.jit.target)
+        target = Target.parse(self.tuner.jit.target)
         for i, cfg in enumerate(self.configs):
             self._look_up(i, cfg, target)
         cached = len(self.records) - sum(1 for r in self.records.values() if r.status == "frontend_error")

@@ -89,7 +89,7 @@ class Fragment:
         object.__setattr__(self, "forward_thread", thread[0])
         object.__setattr__(self, "forward_index", index[0])
         object.__setattr__(self, "replicate", replicate)
-        threads, slots = self._tables()
+        threads, slots = self._tables
         if int(threads.min()) < 0 or int(slots.min()) < 0:
             raise LayoutError(f"fragment {self._map_str()} gives a negative thread or slot")
         object.__setattr__(self, "num_threads", int(threads.max()) + 1)
@@ -134,8 +134,10 @@ class Fragment:
             raise LayoutError(f"fragment over {self.shape} takes {self.ndim} indices, "
                               f"got {len(idx)}")
 
+    @cached_property
     def _tables(self) -> tuple:
-        """(threads of shape (size, replicate), slots of shape (size,)), row-major order."""
+        """(threads of shape (size, replicate), slots of shape (size,)), row-major order; read-only
+        views, computed once (the constructor needs them to check the fragment)."""
         if self.size * self.replicate > MAX_ENUMERATE:
             raise LayoutError(f"fragment over {self.shape} is too large to check")
         dom = domain_arrays(self.shape)
@@ -149,11 +151,11 @@ class Fragment:
 
     def thread_table(self) -> np.ndarray:
         """Threads of every element: shape `self.shape + (replicate,)`."""
-        return self._tables()[0].reshape(self.shape + (self.replicate,))
+        return self._tables[0].reshape(self.shape + (self.replicate,))
 
     def index_table(self) -> np.ndarray:
         """Register slot of every element, as an array of the logical shape."""
-        return self._tables()[1].reshape(self.shape)
+        return self._tables[1].reshape(self.shape)
 
     # -- views and algebra --------------------------------------------------------------------
 
