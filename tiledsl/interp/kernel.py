@@ -12,7 +12,6 @@ from ..target import Target
 from .args import bind_arguments
 from .errors import UnwrittenOutputError
 from .machine import Machine
-from .tileops import written_by_tile_ops
 
 __all__ = ["InterpKernel"]
 
@@ -25,7 +24,7 @@ class InterpKernel(JITKernel):
     element the kernel left undefined. `get_kernel_source()` is the tile IR it runs."""
 
     def __init__(self, func: ir.PrimFunc, out_idx: Sequence[int], target: Target):
-        written = ir.stored_buffers(func) | written_by_tile_ops(func)
+        written = ir.stored_buffers(func)
         super().__init__(func, func, func.script, None, self._run, out_idx, target, written=written)
         self.strict = target.has("strict")
         self._local = threading.local()

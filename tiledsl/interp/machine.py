@@ -214,7 +214,7 @@ class Machine:
     def s_Kernel(self, k, mask):
         grid = [int(self.ev(g, True)) for g in k.grid]
         self.grid = tuple(grid)
-        written = ir.stored_buffers(k) | tileops.written_by_tile_ops(k)
+        written = ir.stored_buffers(k)
         for name in written:
             mem = self.mem.get(name)
             if mem is not None and not mem.on_chip and mem.data.size <= OWNER_LIMIT:

@@ -15,24 +15,10 @@ import numpy as np
 from .. import ir
 from ..ir import Copy, CumSum, Fill, Gemm, Reduce, Region
 from .errors import InterpError, OutOfBoundsError
-from .values import atomic_combine, cast_value, compute_dtype, identity_of, to_compute
+from ..ir.stmt import reduce_identity
+from .values import atomic_combine, cast_value, compute_dtype, to_compute
 
-__all__ = ["copy", "fill", "gemm", "reduce", "cumsum", "written_by_tile_ops"]
-
-
-def written_by_tile_ops(node) -> set:
-    """Names of the buffers that tile operations in `node` write."""
-    out: set = set()
-
-    def visit(n):
-        if isinstance(n, (Copy, Fill)):
-            out.add(n.dst.buffer.name)
-        elif isinstance(n, Gemm):
-            out.add(n.c.buffer.name)
-        elif isinstance(n, (Reduce, CumSum)):
-            out.add(n.dst.name)
-    ir.walk(node, visit)
-    return out
+__all__ = ["copy", "fill", "gemm", "reduce", "cumsum"]
 
 
 def _ints(m, exprs) -> List[int]:
@@ -153,7 +139,7 @@ def reduce(m, s: Reduce) -> None:
         x = np.where(x < 0, -x, x)
     out_shape = x.shape[:s.dim] + x.shape[s.dim + 1:]
     if s.clear:
-        init = np.full(out_shape, identity_of(s.kind, dt), dtype=x.dtype)
+        init = np.full(out_shape, reduce_identity(s.kind, dt), dtype=x.dtype)
     else:
         init = to_compute(dm.read(full_d, m.block, m.access_failure(dm)), dt).reshape(out_shape)
     with np.errstate(all="ignore"):
@@ -179,7 +165,7 @@ def cumsum(m, s: CumSum) -> None:
     sm, dm = m.mem[s.src.name], m.mem[s.dst.name]
     dt = dm.buffer.dtype
     full = tuple(slice(None) for _ in sm.data.shape)
-    acc_t = ir.dtype("float32") if dt.is_float and dt.bits < 32 else dt
+    acc_t = ir.dtype("float32") if dt.is_narrow_float else dt
     x = cast_value(to_compute(sm.read(full, m.block, m.access_failure(sm)), sm.buffer.dtype),
                    sm.buffer.dtype, acc_t)
     if s.reverse:

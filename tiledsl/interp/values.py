@@ -6,15 +6,12 @@ rounds it), so the two agree bit for bit wherever the C compiler does not reorde
 """
 from __future__ import annotations
 
-import math
-
-import ml_dtypes
 import numpy as np
 
 from ..ir import DType
 
-__all__ = ["storage_dtype", "compute_dtype", "to_compute", "cast_value", "identity_of",
-           "format_value", "atomic_combine"]
+__all__ = ["storage_dtype", "compute_dtype", "to_compute", "cast_value", "format_value", "atomic_combine"]
+
 
 def storage_dtype(dt: DType) -> np.dtype:
     """The numpy dtype of a buffer's elements."""
@@ -59,16 +56,6 @@ def atomic_combine(op: str, old: np.ndarray, value: np.ndarray, dt: DType) -> np
         else:
             new = np.where(o > v if op == "max" else o < v, o, v)
     return cast_value(new, dt, dt).astype(dt.numpy, copy=False)
-
-
-def identity_of(kind: str, dt: DType):
-    """The start value of a `kind` reduction accumulating in `dt` (as lower_tile_ops uses)."""
-    if kind in ("sum", "abssum", "absmax"):
-        return 0
-    if dt.is_float:
-        return -math.inf if kind == "max" else math.inf
-    info = np.iinfo(dt.numpy)
-    return info.min if kind == "max" else info.max
 
 
 def format_value(v, dt: DType) -> str:

@@ -173,8 +173,20 @@ def replace_buffers(node, fn: Callable[[Buffer], Buffer]):
 
 
 def stored_buffers(node) -> set:
-    """Names of the buffers that `node` stores to."""
-    from .stmt import Store
+    """Names of the buffers that `node` writes: by element stores, and (in tile IR) as the
+    destination of a tile operation."""
+    from .stmt import Copy, CumSum, Fill, Gemm, Reduce, Store
+
     out: set = set()
-    walk(node, lambda n: out.add(n.buffer.name) if isinstance(n, Store) else None)
+
+    def visit(n):
+        if isinstance(n, Store):
+            out.add(n.buffer.name)
+        elif isinstance(n, (Copy, Fill)):
+            out.add(n.dst.buffer.name)
+        elif isinstance(n, Gemm):
+            out.add(n.c.buffer.name)
+        elif isinstance(n, (Reduce, CumSum)):
+            out.add(n.dst.name)
+    walk(node, visit)
     return out

@@ -6,6 +6,7 @@ keeps its cache key.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -171,6 +172,19 @@ class Reduce(Stmt):
     dim: int
     clear: bool = True
     span: Optional[Span] = _span()
+
+
+def reduce_identity(kind: str, dt) -> "int | float":
+    """The start value of a `kind` reduction accumulating in `dt`: what every lowering and the
+    interpreter start from (the type's extreme value for an integer max / min)."""
+    if kind in ("sum", "abssum", "absmax"):
+        return 0
+    if dt.is_float:
+        return -math.inf if kind == "max" else math.inf
+    if dt.kind == "int":
+        top = (1 << (dt.bits - 1)) - 1
+        return -top - 1 if kind == "max" else top
+    return 0 if kind == "max" else (1 << dt.bits) - 1  # uint; bool: False / True
 
 
 @dataclass(frozen=True)

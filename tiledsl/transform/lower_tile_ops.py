@@ -5,12 +5,12 @@ Lowerings are a table keyed by node type; `T.gemm` is resolved per call by the G
 """
 from __future__ import annotations
 
-import math
 from typing import Callable, Dict, Type
 
 from .. import ir
 from ..errors import LoweringError
 from ..ir import Const, Copy, CumSum, Fill, Gemm, Reduce, StmtRewriter
+from ..ir.stmt import reduce_identity
 from ..target import Target
 from .common import Namer, loop_nest
 
@@ -64,9 +64,6 @@ def _fill(s: Fill, target: Target, namer: Namer) -> ir.Stmt:
     return loop_nest(vars_, s.dst.extents, store, span=s.span)
 
 
-_IDENTITY = {"max": -math.inf, "min": math.inf, "sum": 0, "abssum": 0, "absmax": 0}
-
-
 def _combine(kind: str, acc: ir.Expr, x: ir.Expr) -> ir.Expr:
     if kind in ("abssum", "absmax"):
         x = ir.call("abs", x)
@@ -76,11 +73,7 @@ def _combine(kind: str, acc: ir.Expr, x: ir.Expr) -> ir.Expr:
 
 
 def _identity(kind: str, dt) -> ir.Expr:
-    identity = _IDENTITY[kind]
-    if not dt.is_float and math.isinf(identity):
-        info = (1 << (dt.bits - 1)) - 1 if dt.kind == "int" else (1 << dt.bits) - 1
-        identity = info if identity > 0 else (-info - 1 if dt.kind == "int" else 0)
-    return ir.const(identity, dt)
+    return ir.const(reduce_identity(kind, dt), dt)
 
 
 @register_lowering(Reduce)
@@ -95,8 +88,6 @@ def _reduce(s: Reduce, target: Target, namer: Namer) -> ir.Stmt:
     src_idx = list(outer)
     src_idx.insert(s.dim, r)
     dst_idx = tuple(outer) if dst.ndim == len(outer) else tuple(outer) + (ir.const(0),)
-    if not dst_idx:
-        dst_idx = (ir.const(0),)
     dt = dst.dtype
     acc = namer("acc", dt)
     init = _identity(s.kind, dt) if s.clear else ir.Load(dst, dst_idx, dt)
@@ -128,7 +119,7 @@ def _cumsum(s: CumSum, target: Target, namer: Namer) -> ir.Stmt:
     idx = list(outer)
     idx.insert(s.dim, ir.const(n - 1) - r if s.reverse else r)
     dt = s.dst.dtype
-    acc_t = ir.dtype("float32") if dt.is_float and dt.bits < 32 else dt
+    acc_t = ir.dtype("float32") if dt.is_narrow_float else dt
     acc = namer("acc", acc_t)
     step = ir.seq(ir.Assign(acc, acc + ir.cast(ir.Load(s.src, tuple(idx), s.src.dtype), acc_t), span=s.span),
                   ir.Store(s.dst, tuple(idx), ir.cast(acc, dt), span=s.span))
