@@ -60,11 +60,7 @@ class CExpr:
 
     def e_Cast(self, e: Cast) -> str:
         v = self.expr(e.value)
-        if e.dtype.name == "bfloat16":
-            return f"tdsl_round_bf16((float)({v}))"
-        if e.dtype.name == "float16":
-            return f"tdsl_round_h((float)({v}))"
-        if e.dtype.kind == "float8":
+        if e.dtype.is_narrow_float:  # round to the type: to its stored form and back
             return c_from_storage(e.dtype, c_to_storage(e.dtype, f"(float)({v})"))
         if e.dtype.is_bool:
             return f"(({v}) != 0)"

@@ -44,8 +44,6 @@ static inline uint16_t tdsl_f2bf(float f) {  /* round to nearest even; NaN stays
 }
 static inline float tdsl_h2f(uint16_t h) { _Float16 x; memcpy(&x, &h, 2); return (float)x; }
 static inline uint16_t tdsl_f2h(float f) { _Float16 x = (_Float16)f; uint16_t h; memcpy(&h, &x, 2); return h; }
-static inline float tdsl_round_bf16(float f) { return tdsl_bf2f(tdsl_f2bf(f)); }
-static inline float tdsl_round_h(float f) { return (float)(_Float16)f; }
 template <class T> static inline T tdsl_max(T a, T b) { return a > b ? a : b; }
 template <class T> static inline T tdsl_min(T a, T b) { return a < b ? a : b; }
 template <class T> static inline T tdsl_floordiv(T a, T b) { T q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }

@@ -50,13 +50,10 @@ TDSL_HD uint16_t tdsl_f2bf(float f) {  /* round to nearest even; NaN stays NaN *
 #ifdef TDSL_EMU
 static inline float tdsl_h2f(uint16_t h) { _Float16 x; memcpy(&x, &h, 2); return (float)x; }
 static inline uint16_t tdsl_f2h(float f) { _Float16 x = (_Float16)f; uint16_t h; memcpy(&h, &x, 2); return h; }
-static inline float tdsl_round_h(float f) { return (float)(_Float16)f; }
 #else
 __device__ __forceinline__ float tdsl_h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 __device__ __forceinline__ uint16_t tdsl_f2h(float f) { return __half_as_ushort(__float2half_rn(f)); }
-__device__ __forceinline__ float tdsl_round_h(float f) { return __half2float(__float2half_rn(f)); }
 #endif
-TDSL_HD float tdsl_round_bf16(float f) { return tdsl_bf2f(tdsl_f2bf(f)); }
 template <class T> TDSL_HD T tdsl_max(T a, T b) { return a > b ? a : b; }
 template <class T> TDSL_HD T tdsl_min(T a, T b) { return a < b ? a : b; }
 template <class T> TDSL_HD T tdsl_floordiv(T a, T b) { T q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
