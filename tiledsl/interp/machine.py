@@ -38,7 +38,6 @@ _CALLS = {"exp": np.exp, "exp2": np.exp2, "log": np.log, "log2": np.log2, "sqrt"
           "tanh": np.tanh, "sin": np.sin, "cos": np.cos, "floor": np.floor, "ceil": np.ceil,
           "rsqrt": lambda x: 1 / np.sqrt(x), "sigmoid": lambda x: 1 / (1 + np.exp(-x)),
           "erf": np.vectorize(math.erf, otypes=[np.float64])}
-_I32 = (-2 ** 31, 2 ** 31 - 1)
 
 
 def _and(mask, c):

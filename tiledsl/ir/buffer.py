@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from .dtype import DType
-from .expr import Const, Expr, INDEX, convert
+from .expr import Const, INDEX, convert
 
 __all__ = ["Buffer", "Region", "SCOPES"]
 

@@ -128,7 +128,7 @@ def dtype(value: Any) -> DType:
         raise TypeError(f"unknown dtype {value!r}; expected one of {sorted(_ALL)}")
     text = str(value)
     if text.startswith("torch."):
-        return dtype(text[len("torch."):].replace("bool", "bool"))
+        return dtype(text[len("torch."):])
     try:
         np_name = np.dtype(value).name
     except TypeError:

@@ -7,7 +7,7 @@ that changes nothing returns its input).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator
 
 from .buffer import Buffer, Region
 from .expr import BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var, binop, cast, select
@@ -155,13 +155,6 @@ def free_vars(e: Expr) -> set:
     out = set()
     walk(e, lambda n: out.add(n) if isinstance(n, Var) else None)
     return out
-
-
-def first(node, pred: Callable[[object], bool]) -> Optional[object]:
-    for n in _iter(node):
-        if pred(n):
-            return n
-    return None
 
 
 def replace_buffers(node, fn: Callable[[Buffer], Buffer]):

@@ -528,19 +528,15 @@ class Parser:
         return self.binop(_PY_BINOPS[type(node.op)], self.expr(node.left), self.expr(node.right), node)
 
     def binop(self, op: str, a: Any, b: Any, node: ast.AST) -> Any:
-        if not isinstance(a, Expr) and not isinstance(b, Expr):
-            if isinstance(a, (Buffer, RegionRef)) or isinstance(b, (Buffer, RegionRef)):
-                raise self.error(node, "arithmetic on whole buffers is not supported",
-                                 hint="index an element (A_s[i, j]) inside a T.Parallel loop",
-                                 cls=TypeCheckError)
-            try:
-                return _PY_FUNCS[op](a, b)
-            except Exception as e:
-                raise self.error(node, f"{type(e).__name__}: {e}") from None
         if isinstance(a, (Buffer, RegionRef)) or isinstance(b, (Buffer, RegionRef)):
             raise self.error(node, "arithmetic on whole buffers is not supported",
                              hint="index an element (A_s[i, j]) inside a T.Parallel loop",
                              cls=TypeCheckError)
+        if not isinstance(a, Expr) and not isinstance(b, Expr):
+            try:
+                return _PY_FUNCS[op](a, b)
+            except Exception as e:
+                raise self.error(node, f"{type(e).__name__}: {e}") from None
         if op == "**":
             if isinstance(b, int) and 0 <= b <= 4:
                 result: Any = 1

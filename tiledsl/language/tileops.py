@@ -137,12 +137,6 @@ def as_region(p, node, value: Any, what: str) -> tuple:
                         f"got {type(value).__name__}", cls=TypeCheckError)
 
 
-def _static(extents) -> Optional[tuple]:
-    if all(isinstance(e, ir.Const) for e in extents):
-        return tuple(e.value for e in extents)
-    return None
-
-
 def _squeeze(extents) -> tuple:
     return tuple(e for e in extents if not (isinstance(e, ir.Const) and e.value == 1))
 
@@ -189,7 +183,7 @@ def _regions(p, node, src_value, dst_value, what: str, atomic: str = "") -> ir.C
     if de is None:
         de = _fit(p, node, db, ds, se, f"{what} destination")
     src, dst = Region(sb, ss, se), Region(db, ds, de)
-    a, b = _squeeze(src.extents), _squeeze(dst.extents)
+    a, b = src.squeezed(), dst.squeezed()
     if len(a) != len(b) or any(isinstance(x, ir.Const) and isinstance(y, ir.Const) and x.value != y.value
                                for x, y in zip(a, b)):
         raise p.error(node, f"{what}: source region {_fmt(src.extents)} of '{sb.name}' and destination "
@@ -298,14 +292,14 @@ def _tile2d(p, node, value, what) -> Region:
         raise p.error(node, f"{what} '{buf.name}' is a global tensor: T.gemm works on shared or "
                             f"fragment tiles", hint=f"T.copy it into a T.alloc_shared tile first",
                       cls=TypeCheckError)
-    if len(_squeeze(extents)) > 2 or _static(extents) is None:
+    if len(region.squeezed()) > 2 or region.static_extents is None:
         raise p.error(node, f"{what} must be a 2-D tile, got shape {_fmt(extents)}", cls=TypeCheckError)
     _check_inside(p, node, region, what)
     return region
 
 
 def _mat_shape(region: Region) -> tuple:
-    ext = _static(region.extents)
+    ext = region.static_extents
     sq = [e for e in ext if e != 1]
     if len(ext) >= 2 and len(sq) < 2:
         return tuple(ext[-2:])

@@ -1,13 +1,10 @@
-"""Small helpers shared by passes: fresh names, loop nests over tile regions, var ranges."""
+"""Small helpers shared by passes: fresh names and loop nests."""
 from __future__ import annotations
 
-import itertools
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
 from .. import ir
-from ..ir import Const, Expr, Region, Var
-
-_counter = itertools.count()
+from ..ir import Expr, Var
 
 
 class Namer:

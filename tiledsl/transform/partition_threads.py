@@ -13,7 +13,7 @@ error at the loop's line.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from .. import ir
 from ..errors import LoweringError
