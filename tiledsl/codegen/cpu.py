@@ -97,9 +97,8 @@ class CpuRenderer(CExpr):
     PRAGMAS = {"vectorized": "#pragma omp simd", "unroll": "#pragma GCC unroll 16"}
     FETCH_ADD = True  # integer atomic adds as __atomic_fetch_add
 
-    def __init__(self, func: PrimFunc):
+    def __init__(self):
         super().__init__(CNames())
-        self.func = func
         self.lines: List[str] = []
         self.externs: Dict[str, str] = {}
 
@@ -210,9 +209,9 @@ def render_cpu(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
     `original` is the function before lowering: its parameters carry the N-d shapes the host
     code checks, and its Stores tell which tensors the kernel writes.
     """
-    r = CpuRenderer(lowered)
+    r = CpuRenderer()
     body_name = f"{symbol}_body"
-    params, args = [], []
+    params = []
     written = stored_buffers(lowered)
     shape_vars = _shape_vars(original)
     for p in original.params:

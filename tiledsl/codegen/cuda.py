@@ -95,8 +95,8 @@ class CudaRenderer(CpuRenderer):
     PRAGMAS = {"unroll": "#pragma unroll"}
     FETCH_ADD = False  # integer atomic adds go through tdsl_atomic_update too
 
-    def __init__(self, func: PrimFunc):
-        super().__init__(func)
+    def __init__(self):
+        super().__init__()
         self.kernels: List[tuple] = []   # (name, Kernel, shared bytes)
 
     def atomic_store(self, s, d) -> None:
@@ -146,7 +146,7 @@ class CudaRenderer(CpuRenderer):
 
 def render_cuda(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
     """CUDA source for `lowered` exporting `__tvm_ffi_<symbol>` (see the module docstring)."""
-    r = CudaRenderer(lowered)
+    r = CudaRenderer()
     written = stored_buffers(lowered)
     shape_vars = _shape_vars(original)
     params, args = [], []

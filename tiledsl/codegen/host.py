@@ -138,7 +138,7 @@ def render_host(func: ir.PrimFunc, symbol: str, body_name: str, names: CNames, w
             out.append(f"  if (tdsl_tensor(&args[{i}], &{t}, {k}, \"{p.name}\", {_DEVICE_CODE[device]}, "
                        f"DLDataType{{{dt.dlpack_code}, {dt.bits}, 1}}, {alt}, {p.ndim}, \"{dt}\")) return -1;")
             out.extend(_bind_shape(p, t, bound, names))
-            want = ", ".join(_dim_expr(s, bound, names) for s in p.shape)
+            want = ", ".join(_dim_expr(s, names) for s in p.shape)
             label = _shape_label(p)
             out.append(f"  {{ const int64_t want[] = {{{want}}}; if (tdsl_check_shape({t}, want, {k}, "
                        f"\"{p.name}\", {label})) return -1; }}")
@@ -181,7 +181,7 @@ def _bind_shape(p: Buffer, t: str, bound: dict, names: CNames) -> List[str]:
     return lines
 
 
-def _dim_expr(s, bound: dict, names: CNames) -> str:
+def _dim_expr(s, names: CNames) -> str:
     if isinstance(s, Const):
         return str(s.value)
     return CExpr(names).expr(s)

@@ -146,14 +146,19 @@ class _Jit:
         _register_ffi_launcher()
 
     def load(self, obj: bytes, entry: str, key: str) -> Tuple[int, Any]:
-        """(address of `entry`, the resource tracker that keeps it alive)."""
-        if key not in self.kernels:
-            llvm = _llvm()
-            b = (llvm.JITLibraryBuilder().add_object_img(obj).add_jit_library("tiledsl_runtime")
-                 .add_current_process().export_symbol(entry))
-            tracker = b.link(self.lljit, f"tiledsl_{key}")
-            self.kernels[key] = (tracker[entry], tracker)
+        """(address of `entry`, the resource tracker that keeps it alive); the caller has
+        checked that `key` is not loaded yet."""
+        llvm = _llvm()
+        b = (llvm.JITLibraryBuilder().add_object_img(obj).add_jit_library("tiledsl_runtime")
+             .add_current_process().export_symbol(entry))
+        tracker = b.link(self.lljit, f"tiledsl_{key}")
+        self.kernels[key] = (tracker[entry], tracker)
         return self.kernels[key]
+
+
+def _object_key(text: str, m: Machine) -> str:
+    """What names the object code of the module `text` compiled for `m`."""
+    return hashlib.sha256("\n".join([text, m.triple, m.cpu, m.features, llvm_version()]).encode()).hexdigest()[:24]
 
 
 def _runtime_object(text: str, m: Machine) -> bytes:
@@ -162,7 +167,7 @@ def _runtime_object(text: str, m: Machine) -> bytes:
     the same for every kernel, and its ~12 ms would otherwise hold LLVM's lock during every
     process's first kernel compile."""
     from . import cache
-    key = hashlib.sha256("\n".join([text, m.triple, m.cpu, m.features, llvm_version()]).encode()).hexdigest()[:24]
+    key = _object_key(text, m)
     path = cache.root() / "probes" / f"llvm-runtime-{key}.o"
     try:
         data = path.read_bytes()  # the object, then its sha256: a damaged file is compiled again
@@ -221,7 +226,7 @@ def _setup_quietly() -> None:
 
 def compile_ir(text: str, symbol: str, m: Machine) -> Tuple[Any, str]:
     """The kernel in `text` as a `tvm_ffi.Function`, and the key naming its compiled code."""
-    key = hashlib.sha256("\n".join([text, m.triple, m.cpu, m.features, llvm_version()]).encode()).hexdigest()[:24]
+    key = _object_key(text, m)
     jit = _jit()
     with _lock:
         if key in jit.kernels:
