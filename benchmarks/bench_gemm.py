@@ -77,7 +77,6 @@ def main(argv=None):
         print(json.dumps(res))
         return 0
     import numpy as np
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
     import tiledsl
     from gemm import best_time, default_tiles, matmul as example
     target = f"cpu -isa={args.isa}" if args.isa else "cpu"

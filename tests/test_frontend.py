@@ -15,6 +15,7 @@ import pytest
 import tiledsl
 import tiledsl.language as T
 from tiledsl import FrontendError, TileDSLError, TypeCheckError
+from test_kernels import softmax  # the round-trip test prints and re-parses it
 
 
 def _line(marker: str) -> int:
@@ -354,25 +355,6 @@ def matmul_nt(M, N, K, block_M=32, block_N=32, block_K=16):
                 T.copy(B[bx * block_N, k * block_K], B_s)
                 T.gemm(A_s, B_s, C_f, transpose_A=True, transpose_B=True)
             T.copy(C_f, C[by * block_M, bx * block_N])
-    return main
-
-
-@tiledsl.jit(out_idx=[-1])
-def softmax(M, N, block_M=8):
-    @T.prim_func
-    def main(X: T.Tensor((M, N), "float32"), Y: T.Tensor((M, N), "float32")):
-        with T.Kernel(T.ceildiv(M, block_M)) as bx:
-            x_f = T.alloc_fragment((block_M, N), "float32")
-            m_f = T.alloc_fragment((block_M,), "float32")
-            s_f = T.alloc_fragment((block_M,), "float32")
-            T.copy(X[bx * block_M, 0], x_f)
-            T.reduce_max(x_f, m_f, dim=1)
-            for i, j in T.Parallel(block_M, N):
-                x_f[i, j] = T.exp(x_f[i, j] - m_f[i])
-            T.reduce_sum(x_f, s_f, dim=1)
-            for i, j in T.Parallel(block_M, N):
-                x_f[i, j] = x_f[i, j] / s_f[i]
-            T.copy(x_f, Y[bx * block_M, 0])
     return main
 
 
