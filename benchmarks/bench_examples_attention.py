@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+sys.path.insert(0, HERE)
+from timing import fastest_alternating  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -34,20 +35,6 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--reps", type=int, default=3)
     return p.parse_args(argv)
-
-
-def fastest(fns: dict, rounds: int, reps: int) -> dict:
-    """The fastest run of each callable, the callables taking turns round by round."""
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            time.sleep(0.2)  # let the other library's spinning worker threads fall asleep
-            fn()
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                fn()
-                best[name] = min(best[name], time.perf_counter() - t0)
-    return best
 
 
 def report(label: str, ok: bool, times: dict) -> None:
@@ -64,7 +51,7 @@ def bench_attention(args, np):
     for is_causal in (False, True):
         kernel = flash_attention(*shape, is_causal=is_causal)
         ok = float(np.abs(kernel(q, k, v) - attention_ref(q, k, v, is_causal)).max()) < 1e-4
-        times = fastest({"tiledsl": lambda: kernel(q, k, v),
+        times = fastest_alternating({"tiledsl": lambda: kernel(q, k, v),
                          "numpy": lambda: attention_ref(q, k, v, is_causal)}, args.rounds, args.reps)
         report(f"attention b,h,s,d={','.join(map(str, shape))}{' causal' if is_causal else ''}",
                ok, times)
@@ -80,7 +67,7 @@ def bench_conv2d(args, np):
         kernel = conv2d(N, H, W, C, F, K, K, s, p)
         ref = conv2d_ref(x, w, s, p)
         ok = float(np.abs(kernel(x, w) - ref).max() / np.abs(ref).max()) < 1e-5
-        times = fastest({"tiledsl": lambda: kernel(x, w), "numpy": lambda: conv2d_ref(x, w, s, p)},
+        times = fastest_alternating({"tiledsl": lambda: kernel(x, w), "numpy": lambda: conv2d_ref(x, w, s, p)},
                         args.rounds, args.reps)
         report(f"conv2d {N}x{H}x{W}x{C} -> {F} {K}x{K} s{s} p{p}", ok, times)
 
@@ -95,7 +82,7 @@ def bench_topk(args, np):
         vals, idx = kernel(x)
         want_vals, want_idx = topk_exact(x, k)
         ok = np.array_equal(vals, want_vals) and np.array_equal(idx, want_idx)
-        times = fastest({"tiledsl": lambda: kernel(x), "numpy": lambda: topk_ref(x, k)},
+        times = fastest_alternating({"tiledsl": lambda: kernel(x), "numpy": lambda: topk_ref(x, k)},
                         args.rounds, args.reps)
         report(f"topk {M}x{N} k={k}", ok, times)
 

@@ -19,7 +19,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 sys.path.insert(0, HERE)
-from timing import fastest  # noqa: E402
+from timing import fastest_alternating  # noqa: E402
 
 
 def cases(rng):
@@ -77,11 +77,7 @@ def main(argv=None) -> int:
         got, want = ours(), theirs()
         err = float(np.abs(got - want).max() / np.abs(want).max())
         ok &= err < rtol
-        best = {"tiledsl": float("inf"), "numpy": float("inf")}
-        for r in range(args.rounds):
-            order = (("tiledsl", ours), ("numpy", theirs))
-            for who, fn in order[::-1] if r % 2 else order:  # neither always goes first
-                best[who] = min(best[who], fastest(fn, args.reps))
+        best = fastest_alternating({"tiledsl": ours, "numpy": theirs}, args.rounds, args.reps)
         print(f"{name:>16} {shape:>16} {best['tiledsl'] * 1e3:7.2f} ms {best['numpy'] * 1e3:7.2f} ms "
               f"{best['numpy'] / best['tiledsl']:5.2f}x  {'ok' if err < rtol else f'WRONG ({err:.1e})'}")
     return 0 if ok else 1

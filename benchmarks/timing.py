@@ -13,3 +13,14 @@ def fastest(fn, reps: int) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def fastest_alternating(fns: dict, rounds: int, reps: int) -> dict:
+    """name -> the fastest run of each callable over `rounds` rounds of `fastest`, the order
+    reversed every other round so that neither always goes first."""
+    best = dict.fromkeys(fns, float("inf"))
+    order = list(fns.items())
+    for r in range(rounds):
+        for name, fn in order[::-1] if r % 2 else order:
+            best[name] = min(best[name], fastest(fn, reps))
+    return best
