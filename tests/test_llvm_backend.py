@@ -9,6 +9,7 @@ entry point's checks, the thread pool (threads, fork, the TVM-FFI launcher), exp
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -354,17 +355,38 @@ def test_export_library_runs_without_tiledsl(tmp_path):
     assert out.stdout.strip() == "scale_add: argument 'C' expects shape (100,), got (3,)"
 
 
-def test_without_a_cxx_compiler_llvm_is_chosen(tmp_path):
-    """A PATH with python and nothing else (no g++, c++, clang++): the README's example GEMM
-    runs, on the LLVM backend, with the thread count the environment asks for."""
-    bin_dir = tmp_path / "bin"
+# What `compiler_info` looks for, and the versioned / cross-prefixed names distributions install
+# beside them (g++-12, x86_64-linux-gnu-g++, x86_64-conda-linux-gnu-c++): hidden from PATH.
+CXX_NAME = re.compile(r"(^|-)(g\+\+|c\+\+|clang\+\+)(-[\d.]+)?$")
+
+
+def path_without_cxx(bin_dir) -> str:
+    """A one-folder PATH holding every program of this PATH (first one wins) but C++ compilers."""
     bin_dir.mkdir()
-    os.symlink(sys.executable, bin_dir / "python")
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        try:
+            names = os.listdir(d or ".")
+        except OSError:
+            continue
+        for name in names:
+            target = os.path.join(d, name)
+            if CXX_NAME.search(name) or (bin_dir / name).exists() or not os.access(target, os.X_OK):
+                continue
+            os.symlink(target, bin_dir / name)
+    return str(bin_dir)
+
+
+def test_without_a_cxx_compiler_llvm_is_chosen(tmp_path):
+    """A PATH without g++, c++ or clang++: the README's example GEMM runs, on the LLVM backend,
+    with the thread count the environment asks for. The interpreter is this one, by its own
+    path, so a venv or conda env (found from the executable's location) stays what it is."""
     env = {k: v for k, v in os.environ.items() if k not in ("CXX", "TILEDSL_CPU_BACKEND", "OMP_NUM_THREADS")}
-    env.update(PATH=str(bin_dir), TILEDSL_CACHE_DIR=str(tmp_path / "cache"), TILEDSL_NUM_THREADS="3")
+    env.update(PATH=path_without_cxx(tmp_path / "bin"), TILEDSL_CACHE_DIR=str(tmp_path / "cache"),
+               TILEDSL_NUM_THREADS="3")
     examples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples")
     script = textwrap.dedent(f"""
-        import os, sys, numpy as np
+        import os, shutil, sys, numpy as np
+        assert not any(shutil.which(c) for c in ("g++", "c++", "clang++")), os.environ["PATH"]
         sys.path.insert(0, {examples!r})
         from gemm import matmul
         threads = len(os.listdir("/proc/self/task"))
@@ -374,7 +396,7 @@ def test_without_a_cxx_compiler_llvm_is_chosen(tmp_path):
         assert np.allclose(kernel(a, b), np.maximum(a @ b, 0), rtol=1e-4, atol=1e-5)
         print(kernel.target.backend, len(os.listdir("/proc/self/task")) - threads)
     """)
-    out = subprocess.run([str(bin_dir / "python"), "-c", script], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["llvm", "2"]  # two workers beside the calling thread
