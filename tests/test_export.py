@@ -140,3 +140,95 @@ def test_export_overwrites_and_uses_the_backend_hook(exported, tmp_path):
     no_hook = tiledsl.JITKernel(k.func, k.lowered, "", None, k._fn, k.out_idx, k.target, written=["Z"])
     with pytest.raises(NotImplementedError, match="axpy: the cpu backend .* cannot export"):
         no_hook.export_library(tmp_path / "y.so")
+
+
+# ------------------------------------------------------------------ metadata and tiledsl.load
+
+def scale_rows(block=8):
+    """Symbolic M, and an output whose shape is an expression of it (rows pair up)."""
+    M = T.dynamic("M")
+
+    @T.prim_func
+    def main(X: T.Tensor((M, 16), "float32"), s: T.int32, Y: T.Tensor((M, 16), "float32"),
+             P: T.Tensor((M * 2, 8), "float32")):
+        with T.Kernel(T.ceildiv(M, block)) as bx:
+            for i, j in T.Parallel(block, 16):
+                Y[bx * block + i, j] = X[bx * block + i, j] * s
+            for i, j in T.Parallel(block, 8):
+                P[2 * (bx * block + i), j] = X[bx * block + i, j]
+                P[2 * (bx * block + i) + 1, j] = X[bx * block + i, j + 8]
+    return main
+
+
+def test_metadata_is_in_the_library_as_ffi_containers(exported):
+    """tvm-ffi's own metadata symbol: get_function_metadata reads it as JSON; read_metadata
+    hands it over as ffi.Map / ffi.Array (parsed by ffi.json.Parse)."""
+    import tvm_ffi
+    from tiledsl.runtime.metadata import kernel_names, read_metadata
+    k, path = exported
+    mod = tvm_ffi.load_module(str(path))
+    plain = mod.get_function_metadata("axpy")
+    assert plain["params"] == [{"name": "alpha", "kind": "scalar", "dtype": "float32"},
+                               {"name": "X", "kind": "tensor", "dtype": "float32", "shape": [64, 48]},
+                               {"name": "Y", "kind": "tensor", "dtype": "float32", "shape": [64, 48]},
+                               {"name": "Z", "kind": "tensor", "dtype": "float32", "shape": [64, 48]}]
+    assert plain["out_idx"] == [3] and plain["written"] == ["Z"] and plain["format"] == 1
+    assert plain["cache_key"] == k.cache_key and plain["tiledsl"] == tiledsl.__version__
+    assert plain["target"]["kind"] == "cpu" and plain["target"]["backend"] in ("cxx", "llvm")
+    assert plain["target"]["arch"] == k.target.arch
+    m = read_metadata(mod, "axpy")
+    assert isinstance(m, tvm_ffi.Map) and isinstance(m["params"], tvm_ffi.Array)
+    assert list(m["params"][1]["shape"]) == [64, 48] and m["name"] == "axpy"
+    assert kernel_names(str(path)) == ["axpy"]
+
+
+def test_load_rebuilds_the_kernel_from_the_library_alone(exported, tmp_path):
+    k, path = exported
+    copy = tmp_path / "moved.so"  # another path: nothing ties it to the cache or the source
+    k.export_library(copy)
+    loaded = tiledsl.load(copy)
+    assert loaded.name == "axpy" and loaded.out_idx == [3] and loaded.cache_key == k.cache_key
+    assert [p.name for p in loaded.inputs] == ["alpha", "X", "Y"]
+    x = np.arange(64 * 48, dtype=np.float32).reshape(64, 48)
+    y = np.ones_like(x)
+    np.testing.assert_allclose(loaded(2.0, x, y), k(2.0, x, y))
+    np.testing.assert_allclose(loaded(alpha=2.0, X=x, Y=y), k(2.0, x, y))
+    with pytest.raises(ValueError, match=r"axpy: argument 'X' expects shape \(64, 48\), got \(32, 48\)"):
+        loaded(2.0, x[:32], y)
+    with pytest.raises(ValueError, match="read-only numpy array \\(is an input\\)"):
+        ro = x.copy()
+        ro.flags.writeable = False
+        loaded(2.0, ro, y)
+    with pytest.raises(ValueError, match="lowered IR is not in the library"):
+        loaded.get_ir(lowered=True)
+
+
+def test_load_allocates_outputs_with_symbolic_shapes(tmp_path):
+    k = tiledsl.compile(scale_rows(), out_idx=[2, 3])
+    path = k.export_library(tmp_path / "rows.so")
+    loaded = tiledsl.load(path, name=k.name)
+    meta = loaded.metadata
+    assert [list(p["shape"]) for p in meta["params"] if p["kind"] == "tensor"] == \
+        [["M", 16], ["M", 16], [["*", "M", 2], 8]]
+    for m in (8, 37):  # one library for every M; P's 2*M rows are worked out at call time
+        x = np.random.default_rng(m).standard_normal((m, 16), dtype=np.float32)
+        y, p = loaded(x, 3)
+        np.testing.assert_allclose(y, x * 3, rtol=1e-6)
+        np.testing.assert_array_equal(p, x.reshape(m * 2, 8))
+
+
+def test_load_refuses_a_library_without_metadata(tmp_path):
+    cxx = shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    (tmp_path / "plain.c").write_text(
+        "#include <tvm/ffi/c_api.h>\n"
+        "int __tvm_ffi_f(void* h, const TVMFFIAny* a, int32_t n, TVMFFIAny* r) { return 0; }\n")
+    build = subprocess.run([cxx, "-x", "c", "-shared", "-fPIC", "plain.c", "-o", "plain.so",
+                            f"-I{libinfo.find_include_path()}", f"-I{libinfo.find_dlpack_include_path()}"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, build.stderr
+    with pytest.raises(ValueError, match="exports 0 tiledsl kernels"):
+        tiledsl.load(tmp_path / "plain.so")
+    with pytest.raises(ValueError, match="kernel 'f' has no tiledsl metadata"):
+        tiledsl.load(tmp_path / "plain.so", name="f")

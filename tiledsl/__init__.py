@@ -22,7 +22,8 @@ from .profiler import BenchResult, bench
 from . import autotune  # the package is callable: @tiledsl.autotune(configs=...)
 from .autotune import AutotuneResult
 from .target import Target
+from .runtime.metadata import load
 
 __all__ = ["jit", "compile", "JITKernel", "JITFactory", "Target", "TileDSLError", "FrontendError",
            "TypeCheckError", "VerifyError", "LoweringError", "CompileError", "__version__",
-           "cache", "bench", "BenchResult", "autotune", "AutotuneResult"]
+           "cache", "load", "bench", "BenchResult", "autotune", "AutotuneResult"]

@@ -22,9 +22,10 @@ from ..target import Target, cpu_isa_flags
 from . import cache
 from .build import compile_shared, compiler_info, cpu_flags
 from .kernel import JITKernel
+from .metadata import c_metadata_function, describe
 from .report import CompileReport
 
-__all__ = ["compile_cpp", "key_fields", "tiledsl_fingerprint", "tvm_ffi_version", "KIND"]
+__all__ = ["compile_cpp", "key_fields", "normal_out_idx", "tiledsl_fingerprint", "tvm_ffi_version", "KIND"]
 
 KIND = "cpp"
 
@@ -51,10 +52,12 @@ def tvm_ffi_version() -> str:
     return f"{tvm_ffi.__version__} {os.path.dirname(libinfo.find_libtvm_ffi())}"
 
 
-def key_fields(func: ir.PrimFunc, target: Target) -> dict:
-    """Everything that determines the library built for `func` (already named as its symbol)."""
+def key_fields(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = ()) -> dict:
+    """Everything that determines the library built for `func` (already named as its symbol);
+    `out_idx` is in the library's metadata, hence in the key."""
     cxx, version = compiler_info()
     return {
+        "out_idx": normal_out_idx(func, out_idx),
         "ir": func.script(),
         "target": {"kind": target.kind, "arch": target.arch, "features": list(target.features),
                    "isa": target.isa},
@@ -65,13 +68,19 @@ def key_fields(func: ir.PrimFunc, target: Target) -> dict:
     }
 
 
+def normal_out_idx(func: ir.PrimFunc, out_idx: Sequence[int]) -> list:
+    """`out_idx` as JITKernel reads it: sorted non-negative positions, each once."""
+    n = len(func.params)
+    return sorted({int(i) % n for i in out_idx}) if n else []
+
+
 def compile_cpp(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = (),
                 report: Optional[CompileReport] = None) -> JITKernel:
     """Build (or load from the disk cache) `func`, whose name is the exported symbol."""
     report = report or CompileReport(func.name)
     symbol = func.name
     with report.stage("key"):
-        fields = key_fields(func, target)
+        fields = key_fields(func, target, out_idx)
         key = cache.make_key(KIND, fields)
 
     def build(tmp: Path) -> dict:
@@ -82,13 +91,15 @@ def compile_cpp(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = (),
             lowered = transform.run(func, target)
         with report.stage("codegen"):
             from ..codegen.cpu import render_cpu
-            source = render_cpu(lowered, func, symbol)
+            written = sorted(ir.stored_buffers(lowered))
+            meta = describe(func, out_idx, target, key, written)
+            source = render_cpu(lowered, func, symbol) + c_metadata_function(symbol, meta)
         lib = cache.library_name(symbol, key)
         (tmp / f"{symbol}.cc").write_text(source)
         with report.stage("c++"):
             compile_shared(tmp / f"{symbol}.cc", tmp / lib, fields["flags"], symbol)
         return {"library": lib, "source": f"{symbol}.cc", "symbol": symbol,
-                "written": sorted(ir.stored_buffers(lowered))}
+                "written": written}
 
     try:
         with report.stage("cache"):

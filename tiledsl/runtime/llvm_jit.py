@@ -258,8 +258,12 @@ def compile_llvm(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = (),
         if setup is not None:
             setup.join()  # never leave it running: the autotuner forks after a failed compile
     report.log("compiled", target, key)
+    from .metadata import describe, llvm_metadata_function
+    meta = describe(func, out_idx, target, key, sorted(ir.stored_buffers(lowered)))
+    # The metadata goes into exported libraries only: in process the JITKernel is the metadata.
+    exported = source + llvm_metadata_function(func.name, meta, declared=source)
     return JITKernel(func, lowered, source, None, fn, out_idx, target, cache_key=key,
-                     exporter=lambda path: export_library(source, m, path))
+                     exporter=lambda path: export_library(exported, m, path))
 
 
 def render_options(symbol: str, target: Target, m: Machine):
