@@ -8,7 +8,9 @@ holds the CPU target and the interpreter to numpy and to each other:
 - swizzled vs plain shared-tile layouts give identical results (exact integer-valued data);
 - the compiled kernel's results do not depend on the number of OpenMP threads (1, 2, 3);
 - copies of windows at offsets before, inside and past the ends of a tensor (in and out,
-  with a dtype conversion) match numpy slicing exactly.
+  with a dtype conversion) match numpy slicing exactly;
+- integer // and % of every integer dtype, edge values (MIN, -1, 0, MAX) drawn often, give
+  numpy's answer exactly (MIN // -1 wraps, x // 0 == x % 0 == 0: no target may trap).
 
 Shapes are symbolic, so each configuration compiles once and serves every drawn shape
 (19 compiles in all: the file takes 15-35 s on 2 cores with a cold kernel cache).
@@ -32,7 +34,7 @@ from hypothesis import HealthCheck, given, note, settings, strategies as st
 from hypothesis.control import current_build_context
 
 from corpus.add_case import save
-from corpus.families import CopySpec, GemmSpec, RowSpec
+from corpus.families import CopySpec, DivSpec, GemmSpec, RowSpec
 
 settings.register_profile("tiledsl-ci", max_examples=200, deadline=None, derandomize=True,
                           database=None, print_blob=True,
@@ -74,6 +76,15 @@ def row_specs(draw):
     alpha = draw(st.floats(-2, 2, allow_nan=False, width=32))
     return RowSpec(bm, bn, dtype, kind, M=draw(SIZES), N=draw(SIZES), alpha=float(alpha),
                    seed=draw(st.integers(0, 2 ** 16)))
+
+
+DIV_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+
+
+@st.composite
+def div_specs(draw):
+    return DivSpec(draw(st.sampled_from(DIV_DTYPES)), draw(st.sampled_from([4, 16])), N=draw(SIZES),
+                   edges=draw(st.sampled_from([0.0, 0.5, 1.0])), seed=draw(st.integers(0, 2 ** 16)))
 
 
 COPY_CONFIGS = [(8, 16, "float32", "float32"), (5, 3, "float16", "float32"), (16, 4, "int8", "int32")]
@@ -229,3 +240,15 @@ def test_copy_windows_cpu_interp_numpy(spec):
             y = args[-1].copy()
             spec.kernel(target)(*args[:-1], y)
             np.testing.assert_array_equal(y, want, err_msg=target)
+
+
+@budget(0.5)
+@given(spec=div_specs())
+def test_integer_division_cpu_interp_numpy(spec):
+    a, b = spec.inputs()
+    with keep_if_failing(spec, "integer // or % disagrees with numpy"):
+        want = spec.reference(a, b)
+        for target in ("cpu", "interp"):
+            q, r = spec.kernel(target)(a, b)
+            np.testing.assert_array_equal(q, want[0], err_msg=target)
+            np.testing.assert_array_equal(r, want[1], err_msg=target)

@@ -15,7 +15,7 @@ import sys
 import textwrap
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FAMILIES = ("GemmSpec", "RowSpec", "CopySpec")
+FAMILIES = ("GemmSpec", "RowSpec", "CopySpec", "DivSpec")
 
 
 def corpus_source(spec_repr: str, why: str) -> str:

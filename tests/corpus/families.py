@@ -20,7 +20,8 @@ from tiledsl.layout import swizzle
 
 from . import Case
 
-__all__ = ["GemmSpec", "RowSpec", "CopySpec", "compiled", "gemm_kernel", "row_kernel", "copy_kernel"]
+__all__ = ["GemmSpec", "RowSpec", "CopySpec", "DivSpec", "compiled", "gemm_kernel", "row_kernel",
+           "copy_kernel", "div_kernel"]
 
 NUMPY = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16,
          "float64": np.float64, "int8": np.int8, "int32": np.int32}
@@ -123,8 +124,8 @@ def row_kernel(block_M: int, block_N: int, dtype: str, kind: str):
 @functools.lru_cache(maxsize=None)
 def compiled(target: str, family: str, config: tuple):
     """One kernel per (target, family, configuration), reused for every drawn shape."""
-    build = {"gemm": gemm_kernel, "rows": row_kernel, "copy": copy_kernel}[family]
-    out_idx = {"gemm": [-1], "rows": [2, 3], "copy": []}[family]
+    build = {"gemm": gemm_kernel, "rows": row_kernel, "copy": copy_kernel, "div": div_kernel}[family]
+    out_idx = {"gemm": [-1], "rows": [2, 3], "copy": [], "div": [2, 3]}[family]
     return tiledsl.compile(build(*config), out_idx=out_idx, target=target, name=f"fuzz_{family}")
 
 
@@ -309,3 +310,56 @@ class CopySpec:
         return Case("copy_spec", lambda: copy_kernel(*self.config), inputs,
                     lambda *a: self.reference(*a), (), exact=True, seed=self.seed, note=repr(self),
                     outputs=(5,))
+
+
+@functools.lru_cache(maxsize=None)
+def div_kernel(dtype: str, block: int):
+    """Q = A // B and R = A % B elementwise, the divisor a tensor (so no constant folds it)."""
+    N = T.dynamic("N")
+
+    @T.prim_func
+    def divide(A: T.Tensor((N,), dtype), B: T.Tensor((N,), dtype), Q: T.Tensor((N,), dtype),
+               R: T.Tensor((N,), dtype)):
+        with T.Kernel(T.ceildiv(N, block)) as bx:
+            for i in T.Parallel(block):
+                Q[bx * block + i] = A[bx * block + i] // B[bx * block + i]
+                R[bx * block + i] = A[bx * block + i] % B[bx * block + i]
+    return divide
+
+
+@dataclass(frozen=True)
+class DivSpec:
+    """Integer // and % over the whole range of a dtype, edges (MIN, -1, 0, 1, MAX) drawn often:
+    every target must give numpy's answer, MIN // -1 (which traps in x86's idiv) and x // 0 == 0
+    included."""
+    dtype: str = "int32"
+    block: int = 16
+    N: int = 16
+    edges: float = 0.5  # the share of operands drawn from the edge values
+    seed: int = 0
+
+    @property
+    def config(self) -> tuple:
+        return (self.dtype, self.block)
+
+    def inputs(self, rng=None) -> tuple:
+        rng = rng if rng is not None else np.random.default_rng(self.seed)
+        info = np.iinfo(self.dtype)
+        edge = np.array([v for v in (info.min, info.min + 1, -2, -1, 0, 1, 2, info.max - 1, info.max)
+                         if info.min <= v <= info.max], self.dtype)
+
+        def draw():
+            wide = rng.integers(info.min, info.max, self.N, dtype=self.dtype, endpoint=True)
+            return np.where(rng.random(self.N) < self.edges, rng.choice(edge, self.N), wide)
+        return draw(), draw()
+
+    def reference(self, a, b) -> tuple:
+        with np.errstate(all="ignore"):  # numpy warns on // 0 and MIN // -1, then gives 0 / wraps
+            return np.floor_divide(a, b), np.mod(a, b)
+
+    def kernel(self, target: str):
+        return compiled(target, "div", self.config)
+
+    def case(self) -> Case:
+        return Case("div_spec", lambda: div_kernel(*self.config), lambda rng: self.inputs(),
+                    self.reference, (2, 3), exact=True, seed=self.seed, note=repr(self))

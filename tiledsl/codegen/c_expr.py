@@ -26,7 +26,8 @@ def _wrap(dt, text: str) -> str:
 
 class CExpr:
     """Renders expressions with the kernel's C names; `ranges` (variable -> interval) lets
-    integer division use C's `/` where both sides are known non-negative."""
+    integer division use C's `/` where the dividend is known non-negative and the divisor
+    positive (elsewhere `tdsl_floordiv` gives numpy's answer, division by 0 and -1 included)."""
 
     def __init__(self, names: CNames):
         self.names = names
@@ -91,7 +92,7 @@ class CExpr:
         if op in ("//", "%"):
             if e.dtype.is_float:
                 return f"floor({a} / {b})" if op == "//" else f"({a} - floor({a} / {b}) * {b})"
-            if self._nonneg(e.a) and self._nonneg(e.b):
+            if self._nonneg(e.a) and self._positive(e.b):  # C's / is floor and cannot trap
                 return f"({a} {'/' if op == '//' else '%'} {b})"
             fn = "tdsl_floordiv" if op == "//" else "tdsl_floormod"
             return f"{fn}<{c_value_type(e.dtype)}>({a}, {b})"
@@ -102,3 +103,7 @@ class CExpr:
     def _nonneg(self, e: Expr) -> bool:
         lo, _ = bound(e, self.ranges)
         return lo is not None and lo >= 0
+
+    def _positive(self, e: Expr) -> bool:
+        lo, _ = bound(e, self.ranges)
+        return lo is not None and lo >= 1

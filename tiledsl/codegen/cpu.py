@@ -46,8 +46,10 @@ static inline float tdsl_h2f(uint16_t h) { _Float16 x; memcpy(&x, &h, 2); return
 static inline uint16_t tdsl_f2h(float f) { _Float16 x = (_Float16)f; uint16_t h; memcpy(&h, &x, 2); return h; }
 template <class T> static inline T tdsl_max(T a, T b) { return a > b ? a : b; }
 template <class T> static inline T tdsl_min(T a, T b) { return a < b ? a : b; }
-template <class T> static inline T tdsl_floordiv(T a, T b) { T q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
-template <class T> static inline T tdsl_floormod(T a, T b) { T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+/* numpy's integer // and %: floored, x // 0 == x % 0 == 0, MIN // -1 wraps to MIN (idiv traps on
+   both); (T)-1 < 0 singles out signed T, and the negation goes through unsigned to wrap. */
+template <class T> static inline T tdsl_floordiv(T a, T b) { if (b == 0) return 0; if ((T)-1 < 0 && b == (T)-1) return (T)(0ull - (unsigned long long)a); T q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
+template <class T> static inline T tdsl_floormod(T a, T b) { if (b == 0 || ((T)-1 < 0 && b == (T)-1)) return 0; T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
 /* An atomic read-modify-write of one element of any 1-, 2-, 4- or 8-byte type: a
    compare-and-swap loop on its bits; `f` maps the old stored value to the new one. */
 template <class S, class F> static inline void tdsl_atomic_update(S* p, F f) {

@@ -56,8 +56,10 @@ __device__ __forceinline__ uint16_t tdsl_f2h(float f) { return __half_as_ushort(
 #endif
 template <class T> TDSL_HD T tdsl_max(T a, T b) { return a > b ? a : b; }
 template <class T> TDSL_HD T tdsl_min(T a, T b) { return a < b ? a : b; }
-template <class T> TDSL_HD T tdsl_floordiv(T a, T b) { T q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
-template <class T> TDSL_HD T tdsl_floormod(T a, T b) { T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
+/* numpy's integer // and %: floored, x // 0 == x % 0 == 0, MIN // -1 wraps to MIN (idiv traps on
+   both); (T)-1 < 0 singles out signed T, and the negation goes through unsigned to wrap. */
+template <class T> TDSL_HD T tdsl_floordiv(T a, T b) { if (b == 0) return 0; if ((T)-1 < 0 && b == (T)-1) return (T)(0ull - (unsigned long long)a); T q = a / b; return (q * b != a && ((a < 0) != (b < 0))) ? q - 1 : q; }
+template <class T> TDSL_HD T tdsl_floormod(T a, T b) { if (b == 0 || ((T)-1 < 0 && b == (T)-1)) return 0; T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r; }
 /* T.atomic_*: float adds use the hardware's atomicAdd; everything else is a compare-and-swap
    loop on the element's bits, `f` mapping the old stored value to the new one. */
 #ifdef TDSL_EMU

@@ -6,10 +6,10 @@
 It runs the PrimFunc the frontend produced (no lowering), so it is an independent reference
 for the compiled targets, and it checks at run time what they cannot: on-chip indices
 outside their tile, reads of tile elements nothing wrote, races between T.Parallel
-iterations and between blocks, integer division by zero, int32 overflow, and outputs the
-kernel leaves partly unwritten. Each is a `TileDSLError` at the user's source line.
-`target="interp -strict"` also rejects global accesses outside a tensor (which every target
-otherwise defines: such a load reads 0 and such a store is dropped). `T.print` prints the
+iterations and between blocks, int32 overflow, and outputs the kernel leaves partly unwritten.
+Each is a `TileDSLError` at the user's source line. `target="interp -strict"` also rejects
+global accesses outside a tensor and integer division by zero (which every target otherwise
+defines: such a load reads 0, such a store is dropped, and x // 0 == x % 0 == 0 as in numpy). `T.print` prints the
 lines the CPU target prints.
 """
 from .errors import (ArithmeticFault, InterpError, OutOfBoundsError, RaceError,

@@ -24,7 +24,8 @@ class RaceError(InterpError):
 
 
 class ArithmeticFault(InterpError, ArithmeticError):
-    """Integer division by zero, or an int32 result that does not fit (C leaves both undefined)."""
+    """An int32 result that does not fit (C leaves it undefined), or in strict mode an integer
+    division by zero (defined as 0 on every target, as numpy, but seldom meant)."""
 
 
 class UnwrittenOutputError(InterpError):

@@ -7,9 +7,10 @@ shape is (innermost loop, ..., outermost loop) and every value broadcasts agains
 loops (`T.serial`, `range`, `T.Pipelined`, `T.unroll`) are Python loops.
 
 What no target defines is an error at the statement's source line: an on-chip index outside
-the tile, a read of an element nothing wrote, integer division by zero, int32 overflow, and
-races (two iterations of one T.Parallel loop writing different values to one element, or one
-reading what another wrote; two blocks writing one global element).
+the tile, a read of an element nothing wrote, int32 overflow (and, in strict mode, integer
+division by zero, which every target defines as numpy does: 0), and races (two iterations of
+one T.Parallel loop writing different values to one element, or one reading what another
+wrote; two blocks writing one global element).
 """
 from __future__ import annotations
 
@@ -479,11 +480,11 @@ class Machine:
         if e.dtype.is_float:
             q = np.floor(a / b)
             return q if op == "//" else a - q * b
-        zero = b == 0
-        if np.any(_and(mask, zero)):
+        # Every target gives numpy's answer (x // 0 == x % 0 == 0, MIN // -1 wraps); strict
+        # mode reports a zero divisor, which is seldom meant.
+        if self.strict and np.any(_and(mask, b == 0)):
             raise self.error(ArithmeticFault, f"integer division by zero in '{ir.expr_str(e)}'",
                              hint="guard the divisor (T.if_then_else / if) or use a float division")
-        b = np.where(zero, 1, b).astype(b.dtype)
         return np.asarray(np.floor_divide(a, b) if op == "//" else np.mod(a, b))
 
     def _check_int32(self, e: BinOp, a, b, r, mask):

@@ -221,17 +221,10 @@ def _suffix(ty: str) -> str:
 
 
 def may_trap(e: Expr) -> bool:
-    """Whether evaluating `e` when it is not needed could fault: a load, or an integer division
-    by something other than a non-zero constant."""
+    """Whether evaluating `e` when it is not needed could fault: a load (integer division is
+    total, see `ExprEmitter.divide`)."""
     found = []
-
-    def visit(n):
-        if isinstance(n, Load):
-            found.append(n)
-        elif isinstance(n, BinOp) and n.op in ("//", "%") and n.dtype.is_int and \
-                not (isinstance(n.b, Const) and n.b.value != 0):
-            found.append(n)
-    walk(e, visit)
+    walk(e, lambda n: found.append(n) if isinstance(n, Load) else None)
     return bool(found)
 
 
@@ -409,15 +402,24 @@ class ExprEmitter:
         return f.op(ty, f"{name} {a}, {b.ref}")
 
     def divide(self, op: str, a: Val, b: Val, dt: DType, e: Optional[BinOp]) -> Val:
+        """numpy's integer // and %, as the C prelude's tdsl_floordiv: floored, x // 0 == x % 0
+        == 0, MIN // -1 wraps (x86's div traps on a zero divisor and on MIN / -1)."""
         f = self.fn
+        const_b = b.ref.lstrip("-").isdigit()
+        safe_b = (const_b and int(b.ref) not in (0, -1)) or (e is not None and self._positive(e.b))
+        zero = None
+        if not safe_b:  # divide by 1 where b is 0 (or -1, below), then patch the answer
+            zero = f.op("i1", f"icmp eq {b}, 0")
         if dt.kind == "uint" or (e is not None and self._nonneg(e.a) and self._nonneg(e.b)):
             kind = ("u" if dt.kind == "uint" else "s") + ("div" if op == "//" else "rem")
-            return f.op(a.ty, f"{kind} {a}, {b.ref}")
+            b_div = b if zero is None else f.op(a.ty, f"select i1 {zero.ref}, {a.ty} 1, {b}")
+            r = f.op(a.ty, f"{kind} {a}, {b_div.ref}")  # x % 1 == 0 already
+            return r if zero is None or op == "%" else f.op(a.ty, f"select i1 {zero.ref}, {a.ty} 0, {r}")
         neg1 = None
-        if not b.ref.lstrip("-").isdigit():
-            # INT_MIN // -1 traps on x86 (numpy wraps): divide by 1 there and negate instead
+        if zero is not None:
             neg1 = f.op("i1", f"icmp eq {b}, -1")
-            b_div = f.op(a.ty, f"select i1 {neg1.ref}, {a.ty} 1, {b}")
+            special = f.op("i1", f"or i1 {zero.ref}, {neg1.ref}")
+            b_div = f.op(a.ty, f"select i1 {special.ref}, {a.ty} 1, {b}")
         else:
             b_div = b
         # floor semantics: correct C's truncation when the signs differ and it was inexact
@@ -425,6 +427,7 @@ class ExprEmitter:
         r = f.op(a.ty, f"srem {a}, {b_div.ref}")
         if neg1 is not None:
             q = f.op(a.ty, f"select i1 {neg1.ref}, {f.op(a.ty, f'sub {a.ty} 0, {a.ref}')}, {q}")
+            q = f.op(a.ty, f"select i1 {zero.ref}, {a.ty} 0, {q}")
         inexact = f.op("i1", f"icmp ne {r}, 0")
         rneg = f.op("i1", f"icmp slt {r}, 0")
         bneg = f.op("i1", f"icmp slt {b}, 0")
@@ -435,6 +438,10 @@ class ExprEmitter:
             return f.op(a.ty, f"select i1 {fix.ref}, {q1}, {q}")
         r1 = f.op(a.ty, f"add {r}, {b.ref}")
         return f.op(a.ty, f"select i1 {fix.ref}, {r1}, {r}")
+
+    def _positive(self, e: Expr) -> bool:
+        lo, _ = bound(e, self.ranges)
+        return lo is not None and lo >= 1
 
     def _nonneg(self, e: Expr) -> bool:
         lo, _ = bound(e, self.ranges)
