@@ -14,6 +14,7 @@ the tests check the CUDA code's arithmetic on a machine without a GPU.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List
 
 from .. import ir
@@ -24,7 +25,7 @@ from .cpu import FP8_FUNCTIONS, CpuRenderer, _shape_vars
 from .host import HOST_PRELUDE, render_host
 from .names import c_storage_type, c_value_type
 
-__all__ = ["render_cuda"]
+__all__ = ["render_cuda", "cuda_parts", "CudaParts"]
 
 PRELUDE = r"""
 #include <tvm/ffi/c_api.h>
@@ -146,8 +147,23 @@ class CudaRenderer(CpuRenderer):
         return offset
 
 
-def render_cuda(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
-    """CUDA source for `lowered` exporting `__tvm_ffi_<symbol>` (see the module docstring)."""
+@dataclass
+class CudaParts:
+    """What the two builds of a kernel share: `device`, the device code alone (prelude and
+    `__global__` functions, which NVRTC compiles), and what a host launcher needs: the
+    `__global__` parameters and arguments as C text and each launch (name, Kernel, dynamic
+    shared-memory bytes), rendered by `renderer` (whose names the host code reuses)."""
+    device: str
+    renderer: CudaRenderer
+    params: List[str]
+    args: List[str]
+    launches: List[tuple]
+    written: set
+    shape_vars: list
+
+
+def cuda_parts(lowered: PrimFunc, original: PrimFunc, symbol: str) -> CudaParts:
+    """The device code and launch plan of `lowered` (see CudaParts)."""
     r = CudaRenderer()
     written = stored_buffers(lowered)
     shape_vars = _shape_vars(original)
@@ -174,6 +190,17 @@ def render_cuda(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
         smem = r.kernel(k, name, params)
         r.emit(0, "")
         launches.append((name, k, smem))
+    kernels = "\n".join(d for d in r.externs.values() if d) + "\n" + "\n".join(r.lines)
+    device = (f"// tiledsl: kernel '{symbol}' for CUDA\n" + PRELUDE + FP8_FUNCTIONS.replace("FP8_FN", "TDSL_HD")
+              + "\n" + kernels)
+    return CudaParts(device, r, params, args, launches, written, shape_vars)
+
+
+def render_cuda(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
+    """CUDA source for `lowered` exporting `__tvm_ffi_<symbol>` (see the module docstring)."""
+    parts = cuda_parts(lowered, original, symbol)
+    r, params, args, launches = parts.renderer, parts.params, parts.args, parts.launches
+    written, shape_vars = parts.written, parts.shape_vars
 
     k = f'"{symbol}"'
     lines = [f"static int {symbol}_launch(int tdsl_dev, {', '.join(params)}) {{"]
@@ -209,12 +236,10 @@ def render_cuda(lowered: PrimFunc, original: PrimFunc, symbol: str) -> str:
     lines.append("  return 0;")
     lines.append("}")
 
-    kernels = "\n".join(d for d in r.externs.values() if d) + "\n" + "\n".join(r.lines)
     # The host wrapper's checks are C; under emulation the tensors are CPU arrays.
     host = render_host(original, symbol, f"{symbol}_launch", r.names, written, shape_vars,
                        device="cuda", launcher=True, prelude=False)
     host_emu = render_host(original, symbol, f"{symbol}_launch", r.names, written, shape_vars,
                            device="cpu", launcher=True, prelude=False)
-    header = f"// tiledsl: kernel '{symbol}' for CUDA\n"
-    return (header + PRELUDE + FP8_FUNCTIONS.replace("FP8_FN", "TDSL_HD") + HOST_PRELUDE + "\n" + kernels + "\n" + "\n".join(lines) + "\n\n"
+    return (parts.device + HOST_PRELUDE + "\n" + "\n".join(lines) + "\n\n"
             + "#ifdef TDSL_EMU\n" + host_emu + "#else\n" + host + "#endif\n")
