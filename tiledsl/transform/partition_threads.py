@@ -1,14 +1,17 @@
 """partition_threads (GPU): afterwards every `T.Parallel` nest is one thread's share of it,
 and every fragment is the thread's own register array.
 
-A nest is split by the layout of its *driving* fragment, the one it indexes by exactly its
-loop variables (`C[i, j]` in `for i, j in T.Parallel(M, N)`); a nest that touches no fragment
-is split by a strided layout over its extents. Thread `t` runs the slots `s` of the driver:
-the element it visits is the driver's inverse at `(t, s)`, so the driver's accesses become
-the register `C[s]` (a constant once the slot loop is unrolled). The other fragments of the
-nest must either share the driver's layout and indices or be held whole by every thread
-(a reduction's row values); anything else would read another thread's register and is an
-error at the loop's line.
+A nest is split by the layout of its *driving* fragment access (`_locality.driver_from`): one
+that reaches the fragment through the loop variables plus constants (`C[i, j]`, or
+`t[2 + i, 1 + j]` for a sub-tile), or, failing that, a strided layout over the nest's extents.
+Thread `t` runs the slots `s` of the driver whose element the nest visits (a guard when the
+nest covers only part of the fragment): the element is the driver's inverse at `(t, s)`, so
+the driver's accesses become the register `C[s]` (a constant once the slot loop is
+unrolled). Every other fragment access must be thread-local: the thread running an iteration
+holds the element (checked over the whole iteration domain, so any layouts that agree are
+accepted); a fragment held whole by every thread (a reduction's row values) always is, but is
+written only by nests all its holders run, so no copy goes stale. Anything else would read
+another thread's register and is an error naming the access and the loop.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from ..ir import THREAD_X, Buffer, For, Kernel, Load, Store, StmtRewriter, Var
 from ..layout import Fragment, LayoutError
 from ..target import Target
 from .common import Namer
+from ._locality import Driver, access_is_local, driver_from, driver_threads, held_whole
 from .infer_layout import strided_fragment
 
 __all__ = ["partition_threads", "PARTITION"]
@@ -30,10 +34,6 @@ PARTITION = "thread_partition"  # annotation marking a slot loop made by this pa
 
 def partition_threads(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
     return _Partition()(func)
-
-
-def _held_whole(f: Fragment, threads: int) -> bool:
-    return f.replicate >= threads and f.num_threads == f.replicate
 
 
 class _Registers(StmtRewriter):
@@ -82,7 +82,7 @@ class _Partition(_Registers):
 
     def _reg(self, b: Buffer, indices, span) -> tuple:
         f = b.layout
-        if not _held_whole(f, self.threads):
+        if not held_whole(f, self.threads):
             raise LoweringError(f"fragment '{b.name}' is used outside a T.Parallel loop; on the GPU "
                                 f"its elements live in different threads", span,
                                 hint="read it inside a T.Parallel loop, or copy it to a shared buffer")
@@ -104,34 +104,22 @@ class _Partition(_Registers):
             extents.append(f.extent.value)
             f = f.body
         body = f
-        driver = self._driver(body, tuple(vars_), tuple(extents), s.span)
+        vars_, extents = tuple(vars_), tuple(extents)
+        driver = driver_from(body, vars_, self.threads) or Driver(
+            strided_fragment(extents, self.threads), tuple((k, 0) for k in range(len(vars_))), vars_)
         slot = self.namer("s")
-        coords = _visited(driver, THREAD_X, slot, tuple(extents), self.threads, s.span)
-        body = _Access(self, driver, tuple(vars_), slot, s.span).stmt(body)
-        body = ir.substitute(body, dict(zip(vars_, coords)))
-        if driver.num_threads < self.threads:
-            body = ir.If(ir.binop("<", THREAD_X, driver.num_threads), body, None, span=s.span)
-        return For(slot, ir.const(0), ir.const(driver.locals_per_thread), "unroll", body,
+        frag = driver.frag
+        coords = _visited(frag, THREAD_X, slot, frag.shape, self.threads, s.span)
+        runner = driver_threads(driver, extents)
+        body = _Access(self, driver, vars_, extents, runner, slot, s.span).stmt(body)
+        body = ir.substitute(body, dict(zip(vars_, driver.loop_values(coords, len(vars_)))))
+        guard = driver.guard(coords, extents)
+        if guard is not None:
+            body = ir.If(guard, body, None, span=s.span)
+        if frag.num_threads < self.threads:
+            body = ir.If(ir.binop("<", THREAD_X, frag.num_threads), body, None, span=s.span)
+        return For(slot, ir.const(0), ir.const(frag.locals_per_thread), "unroll", body,
                    annotations=((PARTITION, 1),), span=s.span)
-
-    def _driver(self, body, vars_: tuple, extents: tuple, span) -> Fragment:
-        found: List[Fragment] = []
-
-        def visit(n):
-            if isinstance(n, (Load, Store)) and n.buffer.scope == "fragment" and \
-                    tuple(n.indices) == vars_ and n.buffer.static_shape == extents:
-                found.append(n.buffer.layout)
-        ir.walk(body, visit)
-        spread = list(dict.fromkeys(f for f in found if not _held_whole(f, self.threads)))
-        if len(spread) > 1:
-            raise LoweringError("this T.Parallel loop uses fragments spread over threads in different "
-                                "ways; no thread holds all the elements one iteration needs", span,
-                                hint="copy one of them through a shared buffer")
-        if spread:
-            return spread[0]
-        if found:
-            return found[0]
-        return strided_fragment(extents, self.threads)
 
 
 def _visited(f: Fragment, thread: ir.Expr, slot: ir.Expr, extents: tuple, threads: int, span) -> list:
@@ -160,19 +148,45 @@ def _visited(f: Fragment, thread: ir.Expr, slot: ir.Expr, extents: tuple, thread
 class _Access(_Registers):
     """Fragment accesses inside one parallel nest -> the thread's registers."""
 
-    def __init__(self, outer: _Partition, driver: Fragment, vars_: tuple, slot: Var, span):
-        self.outer, self.driver, self.vars, self.slot, self.span = outer, driver, vars_, slot, span
+    def __init__(self, outer: _Partition, driver: Driver, vars_: tuple, extents: tuple, runner, slot: Var,
+                 span):
+        self.outer, self.driver, self.vars, self.extents = outer, driver, vars_, extents
+        self.runner, self.slot, self.span = runner, slot, span
+        self.storing = False
+
+    def visit_Store(self, s: Store):
+        value = self.expr(s.value)
+        idx = tuple(self.expr(i) for i in s.indices)
+        if s.buffer.scope != "fragment":
+            return Store(s.buffer, idx, value, span=s.span, atomic=s.atomic)
+        self.storing = True
+        try:
+            buf, reg = self._reg(s.buffer, s.indices, s.span)
+        finally:
+            self.storing = False
+        return Store(buf, reg, value, span=s.span, atomic=s.atomic)
 
     def _reg(self, b: Buffer, indices, span) -> tuple:
-        f = b.layout
-        if f == self.driver and tuple(indices) == self.vars:
+        f, d, threads = b.layout, self.driver, self.outer.threads
+        if f == d.frag and tuple(indices) == d.indices:
             return self.outer.regs[b.name], (self.slot,)
-        if _held_whole(f, self.outer.threads):
+        whole = held_whole(f, threads)
+        if self.storing and f.replicate > 1 and not (whole and held_whole(d.frag, threads)):
+            raise LoweringError(
+                f"fragment '{b.name}' is held by several threads, but this T.Parallel loop (split "
+                f"over threads by '{d.name or 'its extents'}') writes each element in one thread "
+                f"only: the other copies would go stale", span or self.span,
+                hint=f"write '{b.name}' in a loop of its own (every thread then computes it), or "
+                     f"through a shared buffer")
+        if whole or access_is_local(f, indices, self.vars, self.extents, self.runner):
             return self.outer.regs[b.name], (f.index(*indices),)
-        raise LoweringError(f"fragment '{b.name}' is read in a T.Parallel loop whose iterations are "
-                            f"split over threads by another layout; a thread would need another "
-                            f"thread's register", span or self.span,
-                            hint="index it by the loop variables in order, or copy it through shared memory")
+        where = f"line {span.line}" if span is not None else "this loop"
+        raise LoweringError(
+            f"fragment '{b.name}' is {'written' if self.storing else 'read'} in a T.Parallel loop "
+            f"whose iterations are split over threads by '{d.name or 'its extents'}' "
+            f"(line {self.span.line if self.span else '?'}); at {where} a thread would need "
+            f"another thread's register", span or self.span,
+            hint="index it by the loop variables in order, or copy it through shared memory")
 
     def visit_For(self, s: For):
         if s.kind == "parallel":
