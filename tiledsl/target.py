@@ -142,7 +142,7 @@ def host_llvm_cpu() -> tuple:
     desc = "\n".join([platform.machine(), llvmlite.__version__, *lines])
     memo = cache.root() / "probes" / f"cpu-{hashlib.sha256(desc.encode()).hexdigest()[:24]}.json"
     try:
-        got = json.loads(memo.read_text())
+        got = cache.read_json_private(memo, "CPU probe")
         found = (got["triple"], got["cpu"], got["features"])
         if all(isinstance(x, str) for x in found):
             return found

@@ -6,9 +6,10 @@ and tiledsl's own source, so editing the
 kernel, moving to another CPU or another compiler never reuses a timing, while adding a config
 to the list leaves the other configs' results valid: only the new one is compiled and timed.
 
-Files live in `<cache root>/autotune/<key[:2]>/<key>.json`; `tiledsl.cache.clear("autotune")`
-removes them. Timeouts and factory errors are not stored (they may pass on another day); a
-failed check is stored with the check it failed (`check_id`), so another `ref_prog` or
+Files live in `<cache root>/autotune/<key[:2]>/<key>.json`, private as everything in the cache
+(a result file that is a symbolic link, another user's, or writable by others is warned about
+and measured again); `tiledsl.cache.clear("autotune")` removes them. Timeouts and factory
+errors are not stored (they may pass on another day); a failed check is stored with the check it failed (`check_id`), so another `ref_prog` or
 tolerance checks again.
 """
 from __future__ import annotations
@@ -88,7 +89,9 @@ def load(key: str, index: int, config: Dict[str, Any], check: Optional[str]) -> 
     """The stored result for `key` as a Record for this run, or None when it must be measured."""
     path = _path(key)
     try:
-        data = json.loads(path.read_text())
+        data = cache.read_json_private(path, "tuning result")  # None: not there, or not trusted
+        if data is None:
+            return None
         status = data["status"]
         ok = data["format"] == FORMAT and data["key"] == key and status in STORED
     except FileNotFoundError:

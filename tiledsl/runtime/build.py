@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -50,8 +49,8 @@ def _version_line(path: str) -> str:
     probe = f"{real}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
     memo = cache.root() / "probes" / f"cxx-{hashlib.sha256(probe.encode()).hexdigest()[:24]}.json"
     try:
-        return json.loads(memo.read_text())["version"]
-    except (OSError, ValueError, KeyError):
+        return cache.read_json_private(memo, "compiler probe")["version"]
+    except (OSError, ValueError, KeyError, TypeError):
         pass
     out = subprocess.run([path, "--version"], capture_output=True, text=True)
     version = (out.stdout.splitlines() or ["unknown"])[0]

@@ -34,6 +34,13 @@ dlopen-ed would run the old code there); `library_name(symbol, key)` does it.
 Environment: `TILEDSL_CACHE_DIR` (default `$XDG_CACHE_HOME/tiledsl`, else `~/.cache/tiledsl`);
 `TILEDSL_CACHE=0` turns the disk cache off: entries then live in a private temporary directory
 removed at exit, so nothing is read from or left behind in a shared place.
+
+Trust (`trust.py`, like OpenSSH's StrictModes): the root and everything below it are created
+private (0700 folders, 0600 files). A root that is owned by another user or writable by group
+or others is not used: tiledsl warns once, naming it and the fix, and works in the private
+temporary directory instead. An entry that is a symbolic link, holds one, or is owned by
+another user or writable by others is never loaded: a warning names it, and the kernel is
+built in the private directory.
 """
 from __future__ import annotations
 
@@ -52,15 +59,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
 
-__all__ = ["Entry", "root", "enabled", "make_key", "lookup", "lookup_or_build", "clear",
-           "library_name", "write_json_atomic", "CacheError", "LOCK_WAIT_S"]
+from . import trust
+
+__all__ = ["Entry", "root", "private_root", "enabled", "make_key", "lookup", "lookup_or_build", "clear",
+           "library_name", "write_json_atomic", "read_json_private", "CacheError", "LOCK_WAIT_S"]
 
 log = logging.getLogger("tiledsl.cache")
 
 FORMAT = 1
 MANIFEST = "manifest.json"
 LOCK_WAIT_S = 300.0
-_PRIVATE: Dict[str, Path] = {}  # the TILEDSL_CACHE=0 directory; forked workers share it
+_PRIVATE: Dict[str, Path] = {}  # the TILEDSL_CACHE=0 / fallback directory; forked workers share it
 
 
 class CacheError(RuntimeError):
@@ -89,17 +98,44 @@ def enabled() -> bool:
 
 
 def root() -> Path:
-    """The cache's root directory (see the module docstring)."""
+    """The cache's root directory (see the module docstring), created private if missing; the
+    private temporary directory when it cannot be trusted or made."""
     if not enabled():
-        if "dir" not in _PRIVATE:
-            _PRIVATE["dir"] = Path(tempfile.mkdtemp(prefix="tiledsl-nocache-"))
-            atexit.register(shutil.rmtree, _PRIVATE["dir"], True)
-        return _PRIVATE["dir"]
+        return private_root()
     env = os.environ.get("TILEDSL_CACHE_DIR")
     if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tiledsl"
+        path = Path(env).expanduser()
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = Path(base) / "tiledsl"
+    try:
+        trust.mkdir_private(path)
+    except OSError as e:
+        trust.warn_once(path, f"it cannot be created ({e.strerror})", "point TILEDSL_CACHE_DIR at a "
+                        "folder of your own", "kernels are built in a private temporary folder")
+        return private_root()
+    # The root may be reached through a symbolic link (a cache moved to another disk): its
+    # target is what must be private.
+    problem = trust.untrusted(path, folder=True, what="cache root", follow=True)
+    if problem:
+        fix = trust.fix_for(path, problem, False) if "writable" in problem else \
+            "point TILEDSL_CACHE_DIR at a folder of your own (or unset it)"
+        trust.warn_once(path, problem, fix, "kernels are built in a private temporary folder")
+        return private_root()
+    return path
+
+
+def private_root() -> Path:
+    """This process's private temporary cache (0700, removed at exit)."""
+    if "dir" not in _PRIVATE:
+        _PRIVATE["dir"] = Path(tempfile.mkdtemp(prefix="tiledsl-private-"))
+        atexit.register(_remove_private, _PRIVATE["dir"], os.getpid())
+    return _PRIVATE["dir"]
+
+
+def _remove_private(path: Path, pid: int) -> None:
+    if os.getpid() == pid:  # not in a forked worker that exits normally: the parent still uses it
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def make_key(kind: str, fields: dict) -> str:
@@ -113,30 +149,55 @@ def library_name(symbol: str, key: str, suffix: str = ".so") -> str:
     return f"{symbol}_{key[:24]}{suffix}"
 
 
-def _entry_dir(kind: str, key: str) -> Path:
-    return root() / "kernels" / kind / key[:2] / key
+def _entry_dir(base: Path, kind: str, key: str) -> Path:
+    return base / "kernels" / kind / key[:2] / key
+
+
+def _trusted_base(kind: str, key: str) -> Path:
+    """The root, or the private directory when the entry under the root is not to be trusted."""
+    base = root()
+    path = _entry_dir(base, kind, key)
+    problem = trust.untrusted(path, folder=True)
+    if problem is None and path.is_dir():
+        for f in os.scandir(path):
+            problem = trust.untrusted(Path(f.path), folder=False)
+            if problem:
+                problem = f"{f.name}: {problem}"
+                break
+    if problem is None:
+        return base
+    fix = trust.fix_for(path, problem, True) if "owned" not in problem and "link" not in problem \
+        else f"rm -rf {path}"
+    trust.warn_once(path, problem, fix, "the kernel is built in a private temporary folder")
+    return private_root()
 
 
 def lookup(kind: str, fields: dict) -> Optional[Entry]:
-    """The verified entry for `fields`, or None. A corrupt entry is reported and removed."""
+    """The verified entry for `fields`, or None. A corrupt entry is reported and removed; one
+    that is not to be trusted is left alone and not read (see the module docstring)."""
     key = make_key(kind, fields)
-    entry, problem = _read(kind, key, _entry_dir(kind, key))
+    return _lookup(_trusted_base(kind, key), kind, key)
+
+
+def _lookup(base: Path, kind: str, key: str) -> Optional[Entry]:
+    entry, problem = _read(kind, key, _entry_dir(base, kind, key))
     if problem:
-        _report_and_discard(kind, key, problem)
+        _report_and_discard(base, kind, key, problem)
     return entry
 
 
 def lookup_or_build(kind: str, fields: dict, build: Callable[[Path], dict]) -> Entry:
     """The verified entry for `fields`; built with `build(tmp_dir) -> meta` when missing or corrupt."""
-    entry = lookup(kind, fields)
+    key = make_key(kind, fields)
+    base = _trusted_base(kind, key)
+    entry = _lookup(base, kind, key)
     if entry is not None:
         return entry
-    key = make_key(kind, fields)
-    with _lock(kind, key):
-        entry = lookup(kind, fields)  # another process may have built it while we waited
+    with _lock(base, kind, key):
+        entry = _lookup(base, kind, key)  # another process may have built it while we waited
         if entry is not None:
             return entry
-        return _build(kind, key, fields, build)
+        return _build(base, kind, key, fields, build)
 
 
 def clear(what: str = "all") -> None:
@@ -192,14 +253,14 @@ def _check_file(p: Path, want: dict) -> Optional[str]:
     return None
 
 
-def _report_and_discard(kind: str, key: str, problem: str) -> None:
+def _report_and_discard(base: Path, kind: str, key: str, problem: str) -> None:
     log.warning("cache entry %s/%s is corrupt: %s; it is discarded and rebuilt", kind, key[:16], problem)
-    _move_aside(kind, _entry_dir(kind, key))
+    _move_aside(base, kind, _entry_dir(base, kind, key))
 
 
-def _move_aside(kind: str, path: Path) -> None:
-    trash = root() / "kernels" / kind / ".trash"
-    trash.mkdir(parents=True, exist_ok=True)
+def _move_aside(base: Path, kind: str, path: Path) -> None:
+    trash = base / "kernels" / kind / ".trash"
+    trust.mkdir_private(trash, base)
     target = trash / f"{path.name}-{uuid.uuid4().hex[:8]}"
     try:
         os.rename(path, target)
@@ -210,28 +271,30 @@ def _move_aside(kind: str, path: Path) -> None:
 
 # ---- building ----
 
-def _build(kind: str, key: str, fields: dict, build: Callable[[Path], dict]) -> Entry:
-    tmp_root = root() / "kernels" / kind / ".tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=f"{key[:16]}-{os.getpid()}-"))
+def _build(base: Path, kind: str, key: str, fields: dict, build: Callable[[Path], dict]) -> Entry:
+    tmp_root = base / "kernels" / kind / ".tmp"
+    trust.mkdir_private(tmp_root, base)
+    tmp = Path(tempfile.mkdtemp(dir=tmp_root, prefix=f"{key[:16]}-{os.getpid()}-"))  # 0700
     try:
         meta = build(tmp)
         if not isinstance(meta, dict):
             raise CacheError(f"cache build for {kind} returned {type(meta).__name__}, expected a dict (meta)")
+        for p in tmp.iterdir():  # a compiler's output follows the umask
+            trust.make_private(p)
         files = {p.name: _describe(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         if not files:
             raise CacheError(f"cache build for {kind} wrote no files")
         manifest = {"format": FORMAT, "kind": kind, "key": key, "fields": fields, "files": files,
                     "meta": meta, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         _write_json(tmp / MANIFEST, manifest)
-        return _publish(kind, key, tmp, Entry(kind, key, _entry_dir(kind, key), fields, meta, files, True))
+        return _publish(base, kind, key, tmp, Entry(kind, key, _entry_dir(base, kind, key), fields, meta, files, True))
     finally:
         _remove_tree(tmp)
 
 
-def _publish(kind: str, key: str, tmp: Path, entry: Entry) -> Entry:
+def _publish(base: Path, kind: str, key: str, tmp: Path, entry: Entry) -> Entry:
     final = entry.path
-    final.parent.mkdir(parents=True, exist_ok=True)
+    trust.mkdir_private(final.parent, base)
     for _ in range(5):
         try:
             os.rename(tmp, final)
@@ -243,7 +306,7 @@ def _publish(kind: str, key: str, tmp: Path, entry: Entry) -> Entry:
         if theirs is not None:
             return theirs
         if problem:
-            _report_and_discard(kind, key, problem)
+            _report_and_discard(base, kind, key, problem)
     raise CacheError(f"cannot place the cache entry {final}: it keeps being replaced")
 
 
@@ -257,10 +320,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
     No fsync: after a crash a file may be empty, and every reader verifies what it reads and
     rebuilds (or re-measures) what fails; an fsync per kernel would cost more than that."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    trust.write_private(path, json.dumps(obj, indent=1, sort_keys=True).encode())
 
 
 def _remove_tree(path: Path) -> None:
@@ -268,17 +328,17 @@ def _remove_tree(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _lock(kind: str, key: str) -> Iterator[None]:
+def _lock(base: Path, kind: str, key: str) -> Iterator[None]:
     """Hold the per-key build lock, or give up waiting after LOCK_WAIT_S and go on without it."""
     try:
         import fcntl
     except ImportError:  # not POSIX: concurrent builds just repeat the work
         yield
         return
-    folder = root() / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = base / "locks"
+    trust.mkdir_private(folder, base)
     # Lock files are never deleted: unlinking one that another process is about to lock races.
-    fd = os.open(folder / f"{kind}-{key[:32]}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(folder / f"{kind}-{key[:32]}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + LOCK_WAIT_S
         held = False
@@ -303,6 +363,12 @@ def _lock(kind: str, key: str) -> Iterator[None]:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write a small JSON file atomically (used by the autotuner's result store)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a small JSON file atomically and privately (the autotuner's results, probes)."""
     _write_json(path, obj)
+
+
+def read_json_private(path: Path, what: str) -> Any:
+    """A JSON file tiledsl wrote, or None when missing or not to be trusted (warned once);
+    ValueError when it is not JSON."""
+    data = trust.read_private(path, what)
+    return None if data is None else json.loads(data)
