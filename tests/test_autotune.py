@@ -216,3 +216,12 @@ def test_tiledsl_autotune_is_the_package_and_the_decorator():
     assert package is tiledsl.autotune and callable(package)
     assert tiledsl.autotune.default_gemm_tiles(64, 64, 64)["block_M"] > 0
     assert isinstance(tiledsl.autotune(configs=[{"block": 32}])(make_scale()), tiledsl.autotune.AutoTuner)
+
+
+def test_executor_ray_without_ray_names_the_extra(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'tiledsl\[ray\]'"):
+        tiledsl.autotune(configs=[{"block": 32}], executor="ray")
+    with pytest.raises(ValueError, match="executor must be 'local', 'ray' or a RayExecutor"):
+        tiledsl.autotune(configs=[{"block": 32}], executor="dask")

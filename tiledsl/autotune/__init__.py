@@ -9,10 +9,11 @@ import types
 
 from .choose import Record, choose
 from .defaults import default_gemm_tiles
+from .ray_executor import RayExecutor
 from .tuner import AutotuneError, AutotuneResult, AutoTuner, autotune
 
 __all__ = ["autotune", "AutoTuner", "AutotuneResult", "AutotuneError", "Record", "choose",
-           "default_gemm_tiles"]
+           "default_gemm_tiles", "RayExecutor"]
 
 
 class _CallableModule(types.ModuleType):

@@ -20,8 +20,11 @@ __all__ = ["Record", "choose", "format_table", "OK", "FAILED_STATUSES"]
 OK = "ok"
 # frontend_error: the factory raised for this config; compile_error: lowering or the C++ compiler
 # failed; timeout: compiling or timing took longer than `timeout`; check_failed: results differ
-# from ref_prog; run_error: the call itself raised.
-FAILED_STATUSES = ("frontend_error", "compile_error", "timeout", "check_failed", "run_error")
+# from ref_prog; run_error: the call itself raised. On a Ray cluster (never stored: they say
+# nothing about the config) worker_died: the worker building or measuring it died mid-task;
+# cluster_error: Ray could not run the task, or its node cannot build / time for the target.
+FAILED_STATUSES = ("frontend_error", "compile_error", "timeout", "check_failed", "run_error",
+                   "worker_died", "cluster_error")
 
 
 @dataclass(frozen=True)

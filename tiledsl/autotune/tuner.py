@@ -13,6 +13,9 @@ one after another in this process, run once on seeded inputs with NaN-filled out
 compared with `ref_prog` when given, then timed with `tiledsl.bench` on fresh outputs. Failed
 and timed-out configs are reported in the table with their reason and skipped; the winner is
 chosen by `choose.choose` (fastest minimum, near-ties to the config listed first).
+
+With `executor="ray"` the same configs are built and measured as tasks on a Ray cluster
+(`ray_executor.py`); records, the result store and the choice are the same as here.
 """
 from __future__ import annotations
 
@@ -24,14 +27,16 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..errors import TileDSLError
-from ..profiler import BenchResult, bench
+from ..profiler import BenchResult
 from ..runtime import cache
 from ..runtime.kernel import JITKernel
 from ..target import Target
-from . import check, store
+from . import store
 from .choose import Record, choose, format_table
+from .measure import Measurer
 from .pool import compile_configs
 from .progress import Progress
+from .ray_executor import RayExecutor, executor_of
 from .space import ConfigSpace, expand_configs
 
 __all__ = ["autotune", "AutoTuner", "AutotuneResult", "AutotuneError"]
@@ -60,6 +65,7 @@ class Settings:
     rank_by: str = "min"
     benchmark: Optional[Benchmark] = None
     progress: bool = True
+    executor: Optional[RayExecutor] = None  # None: the local process pool
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,8 @@ class AutoTuner:
 def autotune(configs: ConfigSpace, *, warmup: int = 3, rep: int = 20, timeout: float = 60.0,
              ref_prog: Optional[Callable] = None, supply_prog: Optional[Callable] = None,
              rtol: float = 1e-2, atol: float = 1e-2, tie_rtol: float = 0.03, rank_by: str = "min",
-             benchmark: Optional[Benchmark] = None, progress: bool = True) -> Callable[[Any], AutoTuner]:
+             benchmark: Optional[Benchmark] = None, progress: bool = True,
+             executor: "str | RayExecutor" = "local") -> Callable[[Any], AutoTuner]:
     """Decorate a `@tiledsl.jit` factory with a search over `configs`.
 
     configs: a list of dicts of factory parameters, a dict of axes (their product), or a
@@ -138,11 +145,15 @@ def autotune(configs: ConfigSpace, *, warmup: int = 3, rep: int = 20, timeout: f
         `tie_rtol` of the fastest count as tied; the tied config listed first wins (choose.py).
     benchmark: `benchmark(kernel, args, config)` returning ms (or a BenchResult) replaces the
         timing, e.g. to test the choice logic without a clock.
+    executor: "local" (a pool of this machine's processes) or "ray": build and measure as tasks
+        on the Ray cluster this process is connected to (a local one is started when none is);
+        a `tiledsl.autotune.RayExecutor(...)` sets what the tasks ask for. Needs `tiledsl[ray]`.
+        See docs/autotune_cluster.md.
     """
     if rank_by not in ("min", "median"):
         raise ValueError(f"autotune: rank_by must be 'min' or 'median', got {rank_by!r}")
     settings = Settings(warmup, rep, timeout, ref_prog, supply_prog, rtol, atol, tie_rtol, rank_by,
-                        benchmark, progress)
+                        benchmark, progress, executor_of(executor))
     return lambda jit_factory: AutoTuner(jit_factory, configs, settings)
 
 
@@ -156,7 +167,9 @@ class _Run:
         self.check_id = store.check_id(self.s.ref_prog, self.s.supply_prog, self.s.rtol, self.s.atol)
         self.records: Dict[int, Record] = {}
         self.keys: Dict[int, str] = {}
-        self._data: Dict[Any, tuple] = {}  # parameter signature -> (inputs, expected outputs)
+        self.funcs: Dict[int, Any] = {}  # index -> specialised IR (what Ray tasks compile)
+        self.measurer = Measurer(self.s)
+        self.remote: Any = None  # the RayTuning of a run on Ray
 
     def run(self) -> AutotuneResult:
         t0 = time.perf_counter()
@@ -167,6 +180,15 @@ class _Run:
         cached = len(self.records) - sum(1 for r in self.records.values() if r.status == "frontend_error")
         todo = {i: c for i, c in enumerate(self.configs) if i not in self.records}
         bar = Progress(self.tuner.name, len(self.configs), self.s.progress)
+        if self.s.executor is not None and todo:
+            self._on_ray(todo, target, bar)
+        else:
+            self._locally(todo, bar)
+        bar.end("bench")
+        bar.close(cached)
+        return self._result(t0)
+
+    def _locally(self, todo: Dict[int, Dict[str, Any]], bar: Progress) -> None:
         bar.start("compile", len(todo))
         outcomes = compile_configs(self.tuner.jit, self.args, self.kwargs, todo, self.s.timeout,
                                    lambda i, o: bar.step("compile", failed=o[0] != "ok"))
@@ -178,11 +200,28 @@ class _Run:
         bar.start("bench", len(built))
         for i in built:
             rec = self._finish(self._measure(i, todo[i]))
-            best = choose(list(self.records.values()), self.s.tie_rtol, self.s.rank_by)
-            bar.step("bench", failed=not rec.ok, best=f"{getattr(best, self.s.rank_by):.4g} ms" if best else None)
-        bar.end("bench")
-        bar.close(cached)
-        return self._result(t0)
+            bar.step("bench", failed=not rec.ok, best=self._best_so_far())
+
+    def _on_ray(self, todo: Dict[int, Dict[str, Any]], target: Target, bar: Progress) -> None:
+        from .ray_executor import RayTuning
+        from .worker import Job
+        from ..jit import cpu_backend
+        jit = self.tuner.jit
+        backend = cpu_backend(target, jit.backend) if target.kind == "cpu" else ""
+        job = Job(jit.factory.__name__, tuple(jit.out_idx), target, backend, self.s.timeout)
+        self.remote = RayTuning(self.s.executor, job, self.s, bar)
+        bar.start("compile", len(todo))
+        bar.start("bench", len(todo))
+
+        def on_record(rec: Record) -> None:
+            self._finish(rec)
+            bar.best = self._best_so_far()
+
+        self.remote.run(self.funcs, todo, on_record)
+
+    def _best_so_far(self) -> Optional[str]:
+        best = choose(list(self.records.values()), self.s.tie_rtol, self.s.rank_by)
+        return f"{getattr(best, self.s.rank_by):.4g} ms" if best else None
 
     def _look_up(self, i: int, cfg: Dict[str, Any], target: Target) -> None:
         try:
@@ -191,47 +230,14 @@ class _Run:
             self.records[i] = Record(i, cfg, "frontend_error", reason=f"{type(e).__name__}: {e}")
             return
         backend = [getattr(self.tuner.jit, "backend", None), os.environ.get("TILEDSL_CPU_BACKEND", "")]
+        self.funcs[i] = func
         self.keys[i] = store.result_key(store.kernel_fields(func, target, backend), cfg)
         rec = store.load(self.keys[i], i, cfg, self.check_id)
         if rec is not None:
             self.records[i] = rec
 
     def _measure(self, i: int, cfg: Dict[str, Any]) -> Record:
-        try:
-            kernel = self.tuner.jit(*self.args, **{**self.kwargs, **cfg})
-            inputs, expected = self._data_for(kernel)
-            if expected is not None:
-                full = check.fresh_outputs(kernel, inputs, poison=True)
-                kernel(*full)
-                problem = check.compare(kernel, full, expected, self.s.rtol, self.s.atol)
-                if problem:
-                    return Record(i, cfg, "check_failed", reason=problem)
-            full = check.fresh_outputs(kernel, inputs, poison=False)
-            if self.s.benchmark is not None:
-                r = self.s.benchmark(kernel, full, dict(cfg))
-            else:
-                r = bench(kernel, *full, warmup=self.s.warmup, rep=self.s.rep, timeout=self.s.timeout)
-        except TimeoutError as e:
-            return Record(i, cfg, "timeout", reason=str(e))
-        except Exception as e:  # noqa: BLE001
-            return Record(i, cfg, "run_error", reason=f"{type(e).__name__}: {e}")
-        if not isinstance(r, BenchResult):
-            r = BenchResult.of([float(r)])
-        return Record(i, cfg, "ok", r.median, r.min, r.max)
-
-    def _data_for(self, kernel: JITKernel) -> tuple:
-        """Inputs and `ref_prog`'s outputs, shared by configs with the same parameters."""
-        sig = tuple(repr(p) for p in kernel.inputs)
-        if sig not in self._data:
-            inputs = check.make_inputs(kernel, self.s.supply_prog)
-            expected = None
-            if self.s.ref_prog is not None:
-                if not kernel.out_idx:
-                    raise TypeError(f"{kernel.name}: ref_prog needs outputs to compare: give "
-                                    f"@tiledsl.jit an out_idx")
-                expected = check.as_list(self.s.ref_prog(*inputs))
-            self._data[sig] = (inputs, expected)
-        return self._data[sig]
+        return self.measurer.measure(i, cfg, lambda: self.tuner.jit(*self.args, **{**self.kwargs, **cfg}))
 
     def _finish(self, rec: Record) -> Record:
         self.records[rec.index] = rec
@@ -247,6 +253,8 @@ class _Run:
         if best is None:
             raise AutotuneError(f"{self.tuner.name}: no config compiled, passed the check and ran:\n"
                                 f"{format_table(records)}")
+        if self.remote is not None:
+            self.remote.fetch(best.index)  # its library, so the next line loads rather than compiles
         kernel = self.tuner.jit(*self.args, **{**self.kwargs, **best.config})
         latency = getattr(best, self.s.rank_by)
         result = AutotuneResult(kernel, dict(best.config), latency, records, time.perf_counter() - t0)
