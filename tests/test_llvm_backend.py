@@ -458,17 +458,17 @@ def test_the_host_cpu_is_asked_of_llvm_once_per_machine(tmp_path, monkeypatch):
 
 
 def test_the_runtime_object_is_compiled_once_per_machine(tmp_path, monkeypatch):
-    from tiledsl.codegen.llvm import render_runtime
+    from tiledsl.codegen.llvm import RUNTIME_SYMBOLS
     from tiledsl.runtime import llvm_jit
     from tiledsl.target import host_cpu
     monkeypatch.setenv("TILEDSL_CACHE_DIR", str(tmp_path))
     m = llvm_jit.machine_for(host_cpu())
-    text = render_runtime(m.arch)
-    first = llvm_jit._runtime_object(text, m)
+    first = llvm_jit._runtime_object(m)
+    assert first[1] == list(RUNTIME_SYMBOLS)
     (path,) = (tmp_path / "probes").glob("llvm-runtime-*.o")
     monkeypatch.setattr(llvm_jit, "emit_object", lambda *a, **k: pytest.fail("compiled again"))
-    assert llvm_jit._runtime_object(text, m) == first
+    assert llvm_jit._runtime_object(m) == first
     path.write_bytes(path.read_bytes()[:-40] + b"damaged!")  # damaged: compiled again, not loaded
     monkeypatch.undo()
     monkeypatch.setenv("TILEDSL_CACHE_DIR", str(tmp_path))
-    assert llvm_jit._runtime_object(text, m) == first
+    assert llvm_jit._runtime_object(m) == first

@@ -5,8 +5,9 @@
 
 No C++ compiler is involved: a kernel compiles in tens of milliseconds. The object code is
 the same one `export_library` hands to the system linker, so a kernel exported as a `.so`
-runs the code the JIT ran. Compiled kernels are kept per process, keyed by the hash of their
-IR and the target machine (the JIT is cheap enough that nothing is cached on disk).
+runs the code the JIT ran. Object code is kept in the disk cache (`runtime/cache.py`, kind
+"llvm") under a key computed before lowering, like the C++ libraries (`key_fields`): a second
+process skips the passes, the code generator and LLVM's optimiser, and only links the object.
 
 The runtime module (argument checks and the thread pool, `codegen/llvm/runtime.py`) is
 compiled once per process into its own JIT library that every kernel links against, so all
@@ -19,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -34,11 +36,15 @@ import tvm_ffi.libinfo as libinfo
 from .. import ir
 from ..errors import CompileError
 from ..target import Target, host_cpu, host_llvm_cpu
+from . import cache, trust
+from .cpp import normal_out_idx, tiledsl_fingerprint, tvm_ffi_version
 from .kernel import JITKernel
 from .report import CompileReport
 
 __all__ = ["compile_llvm", "Machine", "machine_for", "compile_ir", "export_library", "link_shared",
-           "llvm_version"]
+           "llvm_version", "key_fields", "KIND"]
+
+KIND = "llvm"
 
 _lock = threading.RLock()  # llvmlite objects are not thread-safe; compiles are short
 
@@ -132,14 +138,13 @@ class _Jit:
     """One ORC LLJIT per process: the runtime library, then one library per kernel."""
 
     def __init__(self):
-        from ..codegen.llvm import RUNTIME_SYMBOLS, render_runtime
         llvm = _llvm()
         self.host = machine_for(host_cpu())
         self.lljit = llvm.create_lljit_compiler()
         # Argument checks and thread management: not worth the -O3 compile time (~100 ms).
-        obj = _runtime_object(render_runtime(self.host.arch), self.host)
+        obj, symbols = _runtime_object(self.host)
         b = llvm.JITLibraryBuilder().add_object_img(obj).add_current_process()
-        for s in RUNTIME_SYMBOLS:
+        for s in symbols:
             b.export_symbol(s)
         self.runtime = b.link(self.lljit, "tiledsl_runtime")
         self.kernels: Dict[str, Tuple[int, Any]] = {}
@@ -161,29 +166,31 @@ def _object_key(text: str, m: Machine) -> str:
     return hashlib.sha256("\n".join([text, m.triple, m.cpu, m.features, llvm_version()]).encode()).hexdigest()[:24]
 
 
-def _runtime_object(text: str, m: Machine) -> bytes:
-    """The runtime module's object code (-O0), compiled once per machine and llvmlite version
-    and remembered in `<cache>/probes/` next to the host CPU probe: it is tiledsl's own code,
-    the same for every kernel, and its ~12 ms would otherwise hold LLVM's lock during every
-    process's first kernel compile."""
-    from . import cache
-    key = _object_key(text, m)
+def _runtime_object(m: Machine) -> Tuple[bytes, list]:
+    """The runtime module's object code (-O0) and the symbols it exports, compiled once per
+    machine, llvmlite version and tiledsl source, and remembered in `<cache>/probes/` next to
+    the host CPU probe: it is tiledsl's own code, the same for every kernel; its ~12 ms would
+    otherwise hold LLVM's lock during every process's first kernel compile, and a process that
+    links kernels from the disk cache does not import the code generator for it (~30 ms)."""
+    import llvmlite
+    key = hashlib.sha256("\n".join([tiledsl_fingerprint(), m.triple, m.cpu, m.features,
+                                    llvmlite.__version__]).encode()).hexdigest()[:24]
     path = cache.root() / "probes" / f"llvm-runtime-{key}.o"
-    try:
-        data = path.read_bytes()  # the object, then its sha256: a damaged file is compiled again
-        if len(data) > 32 and hashlib.sha256(data[:-32]).digest() == data[-32:]:
-            return data[:-32]
-    except OSError:
+    try:  # symbols (a JSON line), the object, then their sha256: a damaged or untrusted file is
+        data = trust.read_private(path, "LLVM runtime object")  # compiled again
+        if data is not None and len(data) > 32 and hashlib.sha256(data[:-32]).digest() == data[-32:]:
+            head, obj = data[:-32].split(b"\n", 1)
+            return obj, json.loads(head)
+    except (OSError, ValueError):
         pass
-    obj = emit_object(text, m, opt=0)
+    from ..codegen.llvm import RUNTIME_SYMBOLS, render_runtime
+    obj = emit_object(render_runtime(m.arch), m, opt=0)
+    body = json.dumps(list(RUNTIME_SYMBOLS)).encode() + b"\n" + obj
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(obj + hashlib.sha256(obj).digest())
-        os.replace(tmp, path)
+        trust.write_private(path, body + hashlib.sha256(body).digest())
     except OSError:
         pass  # a read-only cache only costs the compile next time
-    return obj
+    return obj, list(RUNTIME_SYMBOLS)
 
 
 _JIT: Optional[_Jit] = None
@@ -225,56 +232,127 @@ def _setup_quietly() -> None:
 
 
 def compile_ir(text: str, symbol: str, m: Machine) -> Tuple[Any, str]:
-    """The kernel in `text` as a `tvm_ffi.Function`, and the key naming its compiled code."""
+    """The kernel in `text` as a `tvm_ffi.Function`, and the key naming its compiled code
+    (compiled in this process, not cached on disk)."""
     key = _object_key(text, m)
+    return _load_object(lambda: emit_object(text, m), symbol, key), key
+
+
+def _load_object(obj: Any, symbol: str, key: str) -> Any:
+    """The function `__tvm_ffi_<symbol>` of the object code `obj()`, linked once per key."""
     jit = _jit()
     with _lock:
         if key in jit.kernels:
             addr, tracker = jit.kernels[key]
         else:
-            addr, tracker = jit.load(emit_object(text, m), f"__tvm_ffi_{symbol}", key)
-    return tvm_ffi.Function.__from_extern_c__(addr, keep_alive_object=tracker), key
+            addr, tracker = jit.load(obj(), f"__tvm_ffi_{symbol}", key)
+    return tvm_ffi.Function.__from_extern_c__(addr, keep_alive_object=tracker)
+
+
+def key_fields(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = ()) -> dict:
+    """Everything that determines the object code built for `func` (named as its symbol): the
+    C++ backend's fields with the LLVM machine, llvmlite's version (its LLVM) and the launcher
+    in place of the compiler and flags."""
+    import llvmlite  # the package alone: its binding (LLVM itself) loads on the set-up thread
+    m = machine_for(target)
+    return {
+        "out_idx": normal_out_idx(func, out_idx),
+        "ir": func.script(),
+        "target": {"kind": target.kind, "arch": target.arch, "features": list(target.features),
+                   "isa": target.isa},
+        "machine": [m.triple, m.cpu, m.features],
+        "llvmlite": llvmlite.__version__,
+        "options": _options(target, m),
+        "tiledsl": tiledsl_fingerprint(),
+        "tvm_ffi": tvm_ffi_version(),
+    }
 
 
 def compile_llvm(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = (),
                  report: Optional[CompileReport] = None) -> JITKernel:
-    """Lower, render as LLVM IR, JIT-compile and wrap `func`, whose name is the exported symbol.
+    """Lower, render as LLVM IR, compile and JIT-link `func`, whose name is the exported symbol;
+    the object code comes from the disk cache when it is there.
 
     The kernel's `library` is None (it lives in this process), `get_kernel_source()` is its
     LLVM IR and `export_library(path)` writes a `.so` (see `export_library`)."""
-    from ..codegen.llvm import render_llvm
     report = report or CompileReport(func.name)
+    symbol = func.name
     m = machine_for(target)
-    setup = _start_setup()
+    with report.stage("key"):
+        fields = key_fields(func, target, out_idx)
+        key = cache.make_key(KIND, fields)
+    with report.stage("cache"):
+        entry = cache.lookup(KIND, fields)
+    setup = None
+    if entry is None:
+        # A miss: the JIT's set-up overlaps the lowering. (A hit has nothing to overlap and
+        # makes the JIT when it links: importing the code generator would cost it more.) The
+        # code generator is imported first, so the two threads never import it at once.
+        from ..codegen import llvm  # noqa: F401
+        setup = _start_setup()
     try:
-        with report.stage("passes"):
-            from .. import transform
-            lowered = transform.run(func, target)
-        with report.stage("codegen"):
-            source = render_llvm(lowered, func, render_options(func.name, target, m))
-        with report.stage("llvm"):
-            fn, key = compile_ir(source, func.name, m)
+        def build(tmp: Path) -> dict:
+            from ..codegen.llvm import render_llvm
+            with report.stage("passes"):
+                from .. import transform
+                lowered = transform.run(func, target)
+            with report.stage("codegen"):
+                source = render_llvm(lowered, func, render_options(symbol, target, m))
+            with report.stage("llvm"):
+                obj = emit_object(source, m)
+            (tmp / f"{symbol}.ll").write_text(source)
+            (tmp / cache.library_name(symbol, key, ".o")).write_bytes(obj)
+            return {"object": cache.library_name(symbol, key, ".o"), "source": f"{symbol}.ll",
+                    "symbol": symbol, "written": sorted(ir.stored_buffers(lowered))}
+
+        if entry is None:
+            try:
+                with report.stage("cache"):
+                    entry = cache.lookup_or_build(KIND, fields, build)
+            except Exception as e:
+                e.tiledsl_cache_key = key  # lets the autotuner remember a deterministic failure
+                raise
+        with report.stage("load"):
+            fn = _load_object(lambda: entry.file(entry.meta["object"]).read_bytes(), symbol, key)
     finally:
         if setup is not None:
             setup.join()  # never leave it running: the autotuner forks after a failed compile
-    report.log("compiled", target, key)
-    from .metadata import describe, llvm_metadata_function
-    meta = describe(func, out_idx, target, key, sorted(ir.stored_buffers(lowered)))
-    # The metadata goes into exported libraries only: in process the JITKernel is the metadata.
-    exported = source + llvm_metadata_function(func.name, meta, declared=source)
-    return JITKernel(func, lowered, source, None, fn, out_idx, target, cache_key=key,
-                     exporter=lambda path: export_library(exported, m, path))
+    if entry.built:
+        for stage in ("passes", "codegen", "llvm"):  # "cache" was their sum plus the bookkeeping
+            report.stages["cache"] -= report.stages.get(stage, 0.0)
+    report.log("compiled" if entry.built else "loaded", target, key)
+    source = entry.file(entry.meta["source"]).read_text()  # now: a later clear() must not take it
+    written = entry.meta["written"]
+
+    def export(path: str) -> str:
+        from .metadata import describe, llvm_metadata_function
+        meta = describe(func, out_idx, target, key, written)
+        # The metadata goes into exported libraries only: in process the JITKernel is the metadata.
+        return export_library(source + llvm_metadata_function(symbol, meta, declared=source), m, path)
+
+    return JITKernel(func, lambda: _lower(func, target), source, None, fn, out_idx, target,
+                     written=written, cache_key=key, exporter=export)
+
+
+def _lower(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
+    from .. import transform
+    return transform.run(func, target)
 
 
 def render_options(symbol: str, target: Target, m: Machine):
     """How the code generator is set for this machine; `$TILEDSL_LLVM_PARALLEL` picks the
     parallel launcher ("pool", the default, or "ffi")."""
     from ..codegen.llvm import RenderOptions
+    return RenderOptions(symbol, **_options(target, m))
+
+
+def _options(target: Target, m: Machine) -> dict:
+    """`RenderOptions` but the symbol, as data (a cache key field; no code generator import)."""
     parallel = os.environ.get("TILEDSL_LLVM_PARALLEL", "pool")
     if parallel not in ("pool", "ffi"):
         raise ValueError(f"TILEDSL_LLVM_PARALLEL={parallel!r}: expected 'pool' or 'ffi'")
     f16_hw = m.arch == "aarch64" or "+f16c" in m.features.split(",") or m.cpu in ("x86-64-v3", "x86-64-v4")
-    return RenderOptions(symbol, f16_hw=f16_hw, parallel=parallel)
+    return {"f16_hw": f16_hw, "parallel": parallel}
 
 
 def export_library(source: str, machine: Machine, path: "str | os.PathLike") -> str:
