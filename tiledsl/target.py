@@ -6,9 +6,10 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
-__all__ = ["Target", "host_cpu", "host_llvm_cpu", "CPU_BACKENDS"]
+__all__ = ["Target", "host_cpu", "host_llvm_cpu", "CPU_BACKENDS", "CUDA_COMPILERS"]
 
 CPU_BACKENDS = ("cxx", "llvm")  # how CPU code is compiled: C++ with g++, or LLVM IR with llvmlite
+CUDA_COMPILERS = ("nvrtc", "nvcc")  # how device code is compiled: in process, or by the toolkit
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,8 @@ class Target:
     arch: str = ""
     features: tuple = ()
     isa: str = ""  # CPU: "avx512", "avx2" or "scalar": which micro-kernels and flags to use
-    backend: str = ""  # CPU: "cxx" (C++ and g++) or "llvm" (llvmlite); "" until jit.py decides
+    backend: str = ""  # CPU: "cxx" (C++ and g++) or "llvm" (llvmlite); "" until jit.py decides;
+    # CUDA: "nvrtc" or "nvcc" (-compiler=), "" until runtime/cuda.py decides
 
     def has(self, feature: str) -> bool:
         return feature in self.features
@@ -28,7 +30,7 @@ class Target:
     @staticmethod
     def parse(spec: "str | Target | None") -> "Target":
         """`"cpu"` (the host), `"cpu -isa=avx2"`, `"interp"`, `"interp -strict"`, `"cuda"`, `"cuda -arch=sm_80"`,
-        `"cuda -emulate"` (the CUDA code run on the CPU, for tests)."""
+        `"cuda -emulate"` (the CUDA code run on the CPU, for tests), `"cuda -compiler=nvcc"` (or nvrtc)."""
         if isinstance(spec, Target):
             return spec
         spec = (spec or "cpu").strip()
@@ -48,22 +50,26 @@ class Target:
                 host = Target("cpu", host.arch, host.features, value, host.backend)
             return host
         if kind == "interp":
-            opts = rest.split()
-            if any(o.lstrip("-") != "strict" for o in opts):
-                raise ValueError(f"unknown interp target option in {spec!r}; the only one is -strict "
-                                 f"(global accesses outside a tensor are errors)")
-            return Target("interp", features=("strict",) if opts else ())
+            opts = tuple(sorted({o.lstrip("-") for o in rest.split()}))
+            if not set(opts) <= {"strict", "lenient"}:
+                raise ValueError(f"unknown interp target option in {spec!r}; use -strict (integer "
+                                 f"division by zero is an error too) or -lenient (element accesses "
+                                 f"outside a tensor read 0 / are dropped, as on compiled targets)")
+            return Target("interp", features=opts)
         if kind == "cuda":
-            arch, feats = "", ()
+            arch, feats, compiler = "", (), ""
             for opt in rest.split():
                 key, _, value = opt.lstrip("-").partition("=")
                 if key == "emulate" and not value:
                     feats = ("emulate",)  # run the CUDA code on the CPU (tests; see runtime/cuda.py)
                 elif key == "arch" and value.startswith("sm_"):
                     arch = value
+                elif key == "compiler" and value in CUDA_COMPILERS:
+                    compiler = value
                 else:
-                    raise ValueError(f"unknown CUDA target option {opt!r}; use -arch=sm_90a or -emulate")
-            return Target("cuda", arch or cuda_arch(), feats)
+                    raise ValueError(f"unknown CUDA target option {opt!r}; use -arch=sm_90a, -emulate, "
+                                     f"-compiler=nvrtc or -compiler=nvcc")
+            return Target("cuda", arch or cuda_arch(), feats, backend=compiler)
         raise ValueError(f"unknown target {spec!r}; expected 'cpu', 'cuda' or 'interp'")
 
 

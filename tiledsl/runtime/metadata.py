@@ -181,7 +181,13 @@ def load(path: "str | os.PathLike", name: Optional[str] = None) -> Any:
         raise ValueError(f"{name}: loaded from {path}, which holds the compiled kernel only; its "
                          f"lowered IR is not in the library")
 
-    source = lambda: module.inspect_source("cuda") or "(source not in the library)"  # noqa: E731
+    def source() -> str:  # a CUDA library's module keeps its CUDA source; a CPU library none
+        for m in [module, *module.imports]:
+            text = m.inspect_source("cuda")
+            if text:
+                return text
+        return "(the library holds no source)"
+
     kernel = JITKernel(func, no_ir, source, path, module[name], [int(i) for i in meta["out_idx"]],
                        target, written=[str(w) for w in meta["written"]], cache_key=str(meta["cache_key"]))
     kernel._module = module

@@ -1,0 +1,288 @@
+// tiledsl's CUDA module: a tvm::ffi::ModuleObj holding one kernel's cubin.
+//
+// Built once per machine (runtime/cuda_module.py) into a shared library that the JIT loads, and
+// as an object file that every exported CUDA library links in, so such a library restores its
+// module through `ffi.Module.load_from_bytes.tiledsl.cuda` in a process that never imported
+// tiledsl. It links against the one libtvm_ffi and reaches the GPU through the driver API,
+// dlopen'ed on first launch: it builds, loads, serialises and lists its functions on a machine
+// without a GPU or a CUDA toolkit.
+//
+// Each __global__ function is a module function taking (device id, grid x, y, z, kernel
+// arguments...). The generated host code checks the tensors and the grid and calls it; here the
+// cubin is loaded per device on first use, the dynamic shared-memory limit raised where a block
+// needs more than the default 48 KiB, and the kernel launched on the caller's stream
+// (TVMFFIEnvGetStream).
+//
+// Serialised form (SaveToBytes; runtime/cuda_module.py writes the same bytes):
+//   "TDSLCU01" <symbol> <arch> <kernel table> <cubin> <CUDA source> <PTX>
+// each field <u64 little-endian size><bytes>; the kernel table has one line per __global__
+// function: "<name> <threads> <shared bytes> <argument codes>", the codes comma-separated:
+// p (pointer), i1 i2 i4 i8 (integers, by width), f4 f8 (floats); "-" when there are none.
+#include <dlfcn.h>
+#include <tvm/ffi/cast.h>
+#include <tvm/ffi/extra/c_env_api.h>
+#include <tvm/ffi/extra/module.h>
+#include <tvm/ffi/function.h>
+#include <tvm/ffi/string.h>
+
+#include <array>
+#include <cstring>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace ffi = tvm::ffi;
+
+// TVM_FFI_CHECK would prefix "Check failed: (...)": these messages are for users.
+#define TDSL_REQUIRE(cond, kind) \
+  if (!(cond)) TVM_FFI_THROW(kind)
+
+// The driver API, declared here so no CUDA header is needed to build this file.
+using CUresult = int;
+using CUdevice = int;
+using CUcontext = void*;
+using CUmodule = void*;
+using CUfunction = void*;
+constexpr int kMaxDynamicSharedBytes = 8;  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+constexpr int kDefaultSharedLimit = 48 * 1024;
+constexpr int kMaxDevices = 64;
+
+struct Driver {
+  CUresult (*cuInit)(unsigned);
+  CUresult (*cuDeviceGet)(CUdevice*, int);
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice);
+  CUresult (*cuCtxSetCurrent)(CUcontext);
+  CUresult (*cuModuleLoadData)(CUmodule*, const void*);
+  CUresult (*cuModuleGetFunction)(CUfunction*, CUmodule, const char*);
+  CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
+  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                             unsigned, void*, void**, void**);
+  CUresult (*cuGetErrorString)(CUresult, const char**);
+
+  std::string Error(CUresult rc) const {
+    const char* s = nullptr;
+    if (cuGetErrorString != nullptr) cuGetErrorString(rc, &s);
+    return s ? s : "CUDA error " + std::to_string(rc);
+  }
+};
+
+// The driver, or the reason there is none (no libcuda: no GPU driver on this machine).
+const Driver& GetDriver() {
+  static Driver d{};
+  static std::string failure;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL);
+    if (h == nullptr) h = dlopen("libcuda.so", RTLD_NOW | RTLD_GLOBAL);
+    if (h == nullptr) {
+      failure = "no CUDA driver (libcuda.so.1) on this machine";
+      return;
+    }
+    bool ok = true;
+    auto get = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(h, name));
+      ok = ok && fn != nullptr;
+    };
+    get(d.cuInit, "cuInit");
+    get(d.cuDeviceGet, "cuDeviceGet");
+    get(d.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
+    get(d.cuCtxSetCurrent, "cuCtxSetCurrent");
+    get(d.cuModuleLoadData, "cuModuleLoadData");
+    get(d.cuModuleGetFunction, "cuModuleGetFunction");
+    get(d.cuFuncSetAttribute, "cuFuncSetAttribute");
+    get(d.cuLaunchKernel, "cuLaunchKernel");
+    get(d.cuGetErrorString, "cuGetErrorString");
+    if (!ok) {
+      failure = "the CUDA driver lacks a function tiledsl needs";
+      return;
+    }
+    CUresult rc = d.cuInit(0);
+    if (rc != 0) failure = "cuInit failed: " + d.Error(rc);
+  });
+  if (!failure.empty()) TVM_FFI_THROW(RuntimeError) << failure;
+  return d;
+}
+
+struct Kernel {
+  std::string name;
+  int threads = 0;
+  int shared_bytes = 0;
+  std::vector<std::string> args;  // argument codes
+};
+
+void PutField(std::string* out, const std::string& s) {
+  uint64_t n = s.size();
+  for (int i = 0; i < 8; ++i) out->push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  out->append(s);
+}
+
+std::string TakeField(const std::string& in, size_t* pos) {
+  TDSL_REQUIRE(*pos + 8 <= in.size(), ValueError) << "tiledsl.cuda module bytes are truncated";
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(in[*pos + i])) << (8 * i);
+  *pos += 8;
+  TDSL_REQUIRE(n <= in.size() - *pos, ValueError) << "tiledsl.cuda module bytes are truncated";
+  std::string s = in.substr(*pos, n);
+  *pos += n;
+  return s;
+}
+
+constexpr const char* kMagic = "TDSLCU01";
+constexpr const char* kKind = "tiledsl.cuda";
+
+class CudaModuleObj : public ffi::ModuleObj {
+ public:
+  const char* kind() const final { return kKind; }
+  int GetPropertyMask() const final { return ffi::Module::kBinarySerializable | ffi::Module::kRunnable; }
+
+  static ffi::Module FromBytes(const std::string& bytes) {
+    TDSL_REQUIRE(bytes.compare(0, 8, kMagic) == 0, ValueError)
+        << "not a tiledsl.cuda module (or one from another tiledsl version)";
+    auto m = ffi::make_object<CudaModuleObj>();
+    size_t pos = 8;
+    m->symbol_ = TakeField(bytes, &pos);
+    m->arch_ = TakeField(bytes, &pos);
+    m->table_ = TakeField(bytes, &pos);
+    m->cubin_ = TakeField(bytes, &pos);
+    m->source_ = TakeField(bytes, &pos);
+    m->ptx_ = TakeField(bytes, &pos);
+    TDSL_REQUIRE(pos == bytes.size(), ValueError) << "tiledsl.cuda module bytes have trailing data";
+    std::istringstream lines(m->table_);
+    std::string line;
+    while (std::getline(lines, line)) {
+      std::istringstream f(line);
+      Kernel k;
+      std::string codes;
+      f >> k.name >> k.threads >> k.shared_bytes >> codes;
+      std::istringstream c(codes);
+      for (std::string code; std::getline(c, code, ',');) {
+        if (code != "-") k.args.push_back(code);
+      }
+      m->kernels_.push_back(std::move(k));
+    }
+    return ffi::Module(m);
+  }
+
+  ffi::Bytes SaveToBytes() const final {
+    std::string out(kMagic);
+    for (const std::string* s : {&symbol_, &arch_, &table_, &cubin_, &source_, &ptx_}) PutField(&out, *s);
+    return ffi::Bytes(out);
+  }
+
+  ffi::String InspectSource(const ffi::String& format) const final {
+    std::string f = format;
+    if (f == "ptx") return ptx_;
+    if (f.empty() || f == "cu" || f == "cuda") return source_;
+    return ffi::String();
+  }
+
+  ffi::Optional<ffi::Function> GetFunction(const ffi::String& name) final {
+    ffi::Module self = ffi::GetRef<ffi::Module>(this);  // a function keeps its module alive
+    for (size_t i = 0; i < kernels_.size(); ++i) {
+      if (kernels_[i].name == name.operator std::string()) {
+        return ffi::Function::FromPacked([self, this, i](ffi::PackedArgs args, ffi::Any* rv) {
+          Launch(i, args);
+        });
+      }
+    }
+    return std::nullopt;
+  }
+
+ private:
+  // The kernel's function on device `dev`, loading the cubin there on first use.
+  CUfunction Resolve(const Driver& d, size_t i, int dev) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    PerDevice& pd = devices_[dev];
+    if (pd.functions.empty()) {
+      CUdevice device;
+      CUcontext ctx;
+      CUresult rc = d.cuDeviceGet(&device, dev);
+      if (rc == 0) rc = d.cuDevicePrimaryCtxRetain(&ctx, device);
+      if (rc == 0) rc = d.cuCtxSetCurrent(ctx);
+      TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": cannot use CUDA device " << dev << ": " << d.Error(rc);
+      rc = d.cuModuleLoadData(&pd.module, cubin_.data());
+      TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": cannot load the kernel's " << arch_
+                                          << " code on CUDA device " << dev << ": " << d.Error(rc);
+      pd.functions.resize(kernels_.size());
+      for (size_t k = 0; k < kernels_.size(); ++k) {
+        rc = d.cuModuleGetFunction(&pd.functions[k], pd.module, kernels_[k].name.c_str());
+        TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": " << kernels_[k].name << " is not in the cubin";
+        if (kernels_[k].shared_bytes > kDefaultSharedLimit) {
+          rc = d.cuFuncSetAttribute(pd.functions[k], kMaxDynamicSharedBytes, kernels_[k].shared_bytes);
+          TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": the block needs " << kernels_[k].shared_bytes
+                                              << " bytes of shared memory: " << d.Error(rc);
+        }
+      }
+    }
+    return pd.functions[i];
+  }
+
+  void Launch(size_t i, ffi::PackedArgs args) {
+    const Kernel& k = kernels_[i];
+    TDSL_REQUIRE(args.size() == static_cast<int>(4 + k.args.size()), TypeError)
+        << symbol_ << ": " << k.name << " takes " << 4 + k.args.size() << " arguments (device, grid x, y, z, "
+        << k.args.size() << " kernel arguments), got " << args.size();
+    int dev = args[0].cast<int>();
+    TDSL_REQUIRE(dev >= 0 && dev < kMaxDevices, ValueError) << symbol_ << ": no CUDA device " << dev;
+    const Driver& d = GetDriver();
+    CUfunction fn = Resolve(d, i, dev);
+    // Each argument's bytes, at the width the __global__ function declares.
+    std::vector<std::array<unsigned char, 8>> storage(k.args.size());
+    std::vector<void*> params(k.args.size());
+    for (size_t a = 0; a < k.args.size(); ++a) {
+      const std::string& c = k.args[a];
+      unsigned char* p = storage[a].data();
+      if (c == "p") {
+        void* v = args[4 + a].cast<void*>();
+        std::memcpy(p, &v, sizeof v);
+      } else if (c == "f4") {
+        float v = static_cast<float>(args[4 + a].cast<double>());
+        std::memcpy(p, &v, 4);
+      } else if (c == "f8") {
+        double v = args[4 + a].cast<double>();
+        std::memcpy(p, &v, 8);
+      } else {
+        int64_t v = args[4 + a].cast<int64_t>();
+        std::memcpy(p, &v, c[1] - '0');  // little-endian: the low bytes are the narrow integer
+      }
+      params[a] = p;
+    }
+    void* stream = TVMFFIEnvGetStream(kDLCUDA, dev);
+    CUresult rc = d.cuLaunchKernel(fn, static_cast<unsigned>(args[1].cast<int64_t>()),
+                                   static_cast<unsigned>(args[2].cast<int64_t>()),
+                                   static_cast<unsigned>(args[3].cast<int64_t>()), k.threads, 1, 1,
+                                   k.shared_bytes, stream, params.data(), nullptr);
+    TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": CUDA launch failed: " << d.Error(rc);
+  }
+
+  struct PerDevice {
+    CUmodule module = nullptr;
+    std::vector<CUfunction> functions;
+  };
+
+  std::string symbol_, arch_, table_, cubin_, source_, ptx_;
+  std::vector<Kernel> kernels_;
+  std::mutex mutex_;
+  std::array<PerDevice, kMaxDevices> devices_;
+};
+
+// Registered by whichever copy is loaded first (tiledsl's runtime library or an exported
+// kernel's embedded one): both are this file, and a second registration would be an error.
+void RegisterOnce(const char* name, ffi::Function f) {
+  if (!ffi::Function::GetGlobal(name).has_value()) ffi::Function::SetGlobal(name, f);
+}
+
+struct Registration {
+  Registration() {
+    RegisterOnce("ffi.Module.load_from_bytes.tiledsl.cuda", ffi::Function::FromTyped([](const ffi::Bytes& b) {
+                   return CudaModuleObj::FromBytes(std::string(b.data(), b.size()));
+                 }));
+    RegisterOnce("tiledsl.cuda.SaveToBytes",
+                 ffi::Function::FromTyped([](const ffi::Module& m) { return m->SaveToBytes(); }));
+  }
+} registration;
+
+}  // namespace
