@@ -232,3 +232,11 @@ def test_load_refuses_a_library_without_metadata(tmp_path):
         tiledsl.load(tmp_path / "plain.so")
     with pytest.raises(ValueError, match="kernel 'f' has no tiledsl metadata"):
         tiledsl.load(tmp_path / "plain.so", name="f")
+
+
+def test_a_compiled_kernel_reads_its_own_metadata(exported):
+    k, _ = exported
+    if k.library is None:  # the LLVM backend keeps the kernel in process: no library to read
+        assert k.metadata is None
+        return
+    assert k.metadata["cache_key"] == k.cache_key and list(k.metadata["out_idx"]) == [3]

@@ -246,6 +246,17 @@ class JITKernel:
         """The generated C++ (kernel body and TVM-FFI host wrapper)."""
         return self.source
 
+    @property
+    def metadata(self) -> Any:
+        """What the kernel's library says of it (an ffi.Map: parameters, out_idx, target, cache
+        key; see runtime/metadata.py), or None for a kernel with no library module loaded (the
+        LLVM backend in process, the interpreter)."""
+        module = getattr(self, "_module", None)
+        if module is None:
+            return None
+        from .metadata import read_metadata
+        return read_metadata(module, self.name)
+
     def get_ir(self, lowered: bool = False) -> str:
         return (self.lowered if lowered else self.func).script()
 

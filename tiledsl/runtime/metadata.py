@@ -191,5 +191,4 @@ def load(path: "str | os.PathLike", name: Optional[str] = None) -> Any:
     kernel = JITKernel(func, no_ir, source, path, module[name], [int(i) for i in meta["out_idx"]],
                        target, written=[str(w) for w in meta["written"]], cache_key=str(meta["cache_key"]))
     kernel._module = module
-    kernel.metadata = meta
     return kernel
