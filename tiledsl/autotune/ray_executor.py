@@ -33,7 +33,8 @@ from . import worker
 from .choose import Record
 from .progress import Progress
 
-__all__ = ["RayExecutor", "node_resources", "cpu_resource", "require_ray", "executor_of", "RayTuning"]
+__all__ = ["RayExecutor", "connect", "node_resources", "cpu_resource", "require_ray", "executor_of",
+           "RayTuning"]
 
 log = logging.getLogger("tiledsl.autotune")
 
