@@ -162,9 +162,10 @@ def test_topk_matches_numpy_argpartition_reference():
 # ---------------------------------------------------------------- no access outside the tensors
 
 def test_examples_stay_inside_their_tensors():
-    """The strict interpreter raises on any global access outside a tensor: the kernels guard
-    their ragged edges themselves rather than relying on clipped reads and dropped stores
-    (T.copy's clipping excepted, which is defined behaviour)."""
+    """The interpreter raises on any global element access outside a tensor (and, strict, on
+    an integer division by zero): the kernels guard their ragged edges themselves rather than
+    relying on clipped reads and dropped stores (T.copy's clipping excepted, which is defined
+    behaviour). Every interpreter test of the examples checks the same; this one names it."""
     def strict(factory, *args, out_idx=(-1,), **kwargs):
         return tiledsl.compile(factory.get_ir(*args, **kwargs), out_idx=list(out_idx),
                                target="interp -strict")

@@ -2,9 +2,10 @@
 
 It computes what the CPU target computes (checked here on a GEMM, ragged tiles, masked
 branches and T.print), and it stops with a `TileDSLError` at the user's line, naming the
-offending element, where a compiled kernel would be silently wrong: on-chip indices out of
-range, tiles read before written, races inside a T.Parallel loop and between blocks,
-int32 overflow (and in strict mode integer division by zero), outputs left partly unwritten.
+offending element, where a compiled kernel would be silently wrong: element accesses outside
+a tensor, on-chip indices out of range, tiles read before written, races inside a T.Parallel
+loop and between blocks, int32 overflow (and in strict mode integer division by zero),
+outputs left partly unwritten.
 """
 import re
 
@@ -88,7 +89,8 @@ def test_ragged_elementwise_and_branches_match_cpu():
     s = a + np.concatenate([a[1:], np.zeros((1, 30), np.float32)])
     with np.errstate(invalid="ignore"):
         ref = np.where(s > 0, np.sqrt(s), np.where(s < -1, np.sqrt(-s), 0))
-    got_i = _interp(ragged_elementwise)(a)
+    # the unguarded reads and stores are what legalize_memory guards: -lenient holds the CPU to them
+    got_i = _interp(ragged_elementwise, target="interp -lenient")(a)
     np.testing.assert_allclose(got_i, ref, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(tiledsl.compile(ragged_elementwise, [-1])(a), got_i, rtol=1e-6, atol=1e-7)
 
@@ -131,7 +133,9 @@ def test_jit_target_interp():
 
 def test_target_options():
     assert tiledsl.Target.parse("interp -strict").has("strict")
-    with pytest.raises(ValueError, match="the only one is -strict"):
+    both = tiledsl.Target.parse("interp -lenient -strict")
+    assert both.has("lenient") and both.has("strict") and not tiledsl.Target.parse("interp").features
+    with pytest.raises(ValueError, match="use -strict .* or -lenient"):
         tiledsl.Target.parse("interp -fast")
 
 
@@ -322,14 +326,38 @@ def test_integer_faults():
 def past_the_end(A: T.Tensor((10,), "float32"), B: T.Tensor((10,), "float32")):
     with T.Kernel(1) as bx:
         for i in T.Parallel(16):
-            B[i] = A[i] + 1.0  # !strict
+            B[i] = A[i] + 1.0  # !past_end
 
 
-def test_strict_mode_rejects_global_accesses_past_the_end():
+@T.prim_func
+def store_past_the_end(A: T.Tensor((10,), "float32"), B: T.Tensor((10,), "float32")):
+    with T.Kernel(1) as bx:
+        for i in T.serial(16):
+            B[i] = 2.0  # !store_past_end
+
+
+@T.prim_func
+def guarded(A: T.Tensor((10,), "float32"), B: T.Tensor((10,), "float32")):
+    with T.Kernel(1) as bx:
+        s = T.alloc_fragment((16,), "float32")
+        T.copy(A[0], s)  # a tile copy past the tensor reads 0: its documented meaning
+        for i in T.Parallel(16):
+            if i < 10:
+                B[i] = A[i] + s[i]
+
+
+def test_global_accesses_past_the_end_are_errors():
+    """What the compiled targets hide (they read 0 and drop the store) is an error at the line;
+    `-lenient` gives their meaning, and a guard or T.copy's ragged edge is no error."""
     a = np.arange(10, dtype=np.float32)
-    np.testing.assert_array_equal(_interp(past_the_end)(a), a + 1)
-    _raises(OutOfBoundsError, "strict", "index A[10] is out of bounds for tensor 'A' of shape (10,)",
-            _interp(past_the_end, target="interp -strict"), a)
+    err = _raises(OutOfBoundsError, "past_end", "index A[10] is out of bounds for tensor 'A' of shape (10,)",
+                  _interp(past_the_end), a)
+    assert "guard" in err.hint
+    _raises(OutOfBoundsError, "store_past_end", "index B[10] is out of bounds for tensor 'B'",
+            _interp(store_past_the_end), a)
+    np.testing.assert_array_equal(_interp(past_the_end, target="interp -lenient")(a), a + 1)
+    np.testing.assert_array_equal(tiledsl.compile(past_the_end, [-1])(a), a + 1)
+    np.testing.assert_array_equal(_interp(guarded)(a), 2 * a)
 
 
 def test_errors_are_tiledsl_errors_with_the_source_line():

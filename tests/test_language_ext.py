@@ -357,8 +357,9 @@ def clamp_kernel(N, block=32):
              Y: T.Tensor((N,), "float32"), J: T.Tensor((N,), "int32")):
         with T.Kernel(T.ceildiv(N, block)) as bx:
             for i in T.Parallel(block):
-                Y[bx * block + i] = T.clamp(X[bx * block + i], lo, hi)
-                J[bx * block + i] = T.clamp(I[bx * block + i], -3, 4)
+                if bx * block + i < N:
+                    Y[bx * block + i] = T.clamp(X[bx * block + i], lo, hi)
+                    J[bx * block + i] = T.clamp(I[bx * block + i], -3, 4)
     return main
 
 
@@ -474,7 +475,8 @@ def swizzled_1d(N, block=16):
         with T.Kernel(T.ceildiv(N, block)) as bx:
             T.use_swizzle(4)
             for i in T.Parallel(block):
-                B[bx * block + i] = A[bx * block + i] + T.cast(bx, "float32")
+                if bx * block + i < N:
+                    B[bx * block + i] = A[bx * block + i] + T.cast(bx, "float32")
     return main
 
 
@@ -544,11 +546,12 @@ def _soft_clip(x, hi):
 
 
 @T.macro
-def _row_sums(t, out, row0, bm, n):
+def _row_sums(t, out, row0, bm, n, m):
     s = T.alloc_fragment((bm,), "float32")
     T.reduce_sum(t, s, dim=1)
     for i in T.Parallel(bm):
-        out[row0 + i] = s[i]
+        if row0 + i < m:
+            out[row0 + i] = s[i]
     return bm * n  # a Python value: the call is a Python number
 
 
@@ -574,7 +577,7 @@ def macro_kernel(M, N, bm=8):
             T.copy(X[bx * bm, 0], u)
             _scaled_add(t, u, bm, N, alpha)  # t = x + 3 alpha x
             shift(t, bm, N)
-            elems = _row_sums(t, R, bx * bm, bm, N)
+            elems = _row_sums(t, R, bx * bm, bm, N, M)
             for i, j in T.Parallel(bm, N):
                 v = _soft_clip(t[i, j], hi)  # statements and a value: only `v = macro(...)` places both
                 t[i, j] = v + elems
@@ -649,7 +652,8 @@ def f8_decode(N, f8, block=1024):
     def main(X: T.Tensor((N,), f8), Y: T.Tensor((N,), "float32")):
         with T.Kernel(T.ceildiv(N, block), threads=128) as bx:
             for i in T.Parallel(block):
-                Y[bx * block + i] = X[bx * block + i]
+                if bx * block + i < N:
+                    Y[bx * block + i] = X[bx * block + i]
     return main
 
 
@@ -659,8 +663,9 @@ def f8_encode(N, f8, block=1024):
     def main(X: T.Tensor((N,), "float32"), Y: T.Tensor((N,), f8), Z: T.Tensor((N,), "float32")):
         with T.Kernel(T.ceildiv(N, block), threads=128) as bx:
             for i in T.Parallel(block):
-                Y[bx * block + i] = X[bx * block + i]
-                Z[bx * block + i] = T.cast(T.cast(X[bx * block + i], f8), "float32")
+                if bx * block + i < N:
+                    Y[bx * block + i] = X[bx * block + i]
+                    Z[bx * block + i] = T.cast(T.cast(X[bx * block + i], f8), "float32")
     return main
 
 
@@ -747,8 +752,9 @@ def f8_arith(N, block=32):
         with T.Kernel(T.ceildiv(N, block), threads=32) as bx:
             for i in T.Parallel(block):
                 g = bx * block + i
-                C[g] = A[g] * B[g] + A[g] / 3.0
-                D[g] = A[g] * B[g]
+                if g < N:
+                    C[g] = A[g] * B[g] + A[g] / 3.0
+                    D[g] = A[g] * B[g]
     return main
 
 
@@ -785,15 +791,17 @@ def int4_unpack(M, K, bm=8, bk=16):
         with T.Kernel(T.ceildiv(K, bk), T.ceildiv(M, bm), threads=32) as (bx, by):
             for i, j in T.Parallel(bm, bk):
                 r, c = by * bm + i, bx * bk + j
-                byte = T.cast(P[r, c // 2], "int32")
-                nib = (byte >> ((c % 2) * 4)) & 15
-                Y[r, c] = T.cast((nib ^ 8) - 8, "float32")
+                if r < M and c < K:
+                    byte = T.cast(P[r, c // 2], "int32")
+                    nib = (byte >> ((c % 2) * 4)) & 15
+                    Y[r, c] = T.cast((nib ^ 8) - 8, "float32")
             for i, j in T.Parallel(bm, bk // 2):
                 r, c = by * bm + i, bx * (bk // 2) + j
-                lo = T.cast(P[r, c], "int32") & 15
-                hi = T.cast(P[r, c], "int32") >> 4
-                Q[r, c] = T.cast(lo << 4 | hi, "uint8")  # nibbles swapped
-                S[r, c] = T.cast(P[r, c], "int8") >> 4  # arithmetic shift: the high nibble, signed
+                if r < M and c < Kp:
+                    lo = T.cast(P[r, c], "int32") & 15
+                    hi = T.cast(P[r, c], "int32") >> 4
+                    Q[r, c] = T.cast(lo << 4 | hi, "uint8")  # nibbles swapped
+                    S[r, c] = T.cast(P[r, c], "int8") >> 4  # arithmetic shift: the high nibble, signed
     return main
 
 

@@ -73,7 +73,9 @@ def _close(got, want, case: Case, what: str) -> None:
 def check(case: Case) -> None:
     """cpu == interp (== numpy when the case has a reference)."""
     func = case.build()
-    got_i, args = run(case, "interp", func)
+    # Lenient: several cases index past ragged tensor ends unguarded, on purpose (what
+    # legalize_memory guards on the CPU); the default interpreter would report those accesses.
+    got_i, args = run(case, "interp -lenient", func)
     got_c, _ = run(case, "cpu", func)
     assert len(got_i) == len(got_c)
     for n, (c, i) in enumerate(zip(got_c, got_i)):

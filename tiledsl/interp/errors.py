@@ -12,7 +12,8 @@ class InterpError(TileDSLError):
 
 
 class OutOfBoundsError(InterpError, IndexError):
-    """An on-chip tile (or, in strict mode, a global tensor) was indexed outside its shape."""
+    """An element of a global tensor or an on-chip tile was indexed outside its shape (for a
+    tensor, not under `interp -lenient`; a `T.copy` region past a tensor is not an error)."""
 
 
 class UninitializedReadError(InterpError):

@@ -27,6 +27,7 @@ class InterpKernel(JITKernel):
         written = ir.stored_buffers(func)
         super().__init__(func, func, func.script, None, self._run, out_idx, target, written=written)
         self.strict = target.has("strict")
+        self.lenient = target.has("lenient")
         self._local = threading.local()
 
     def _allocate(self, i: int, args: Sequence[Any]) -> Any:
@@ -43,7 +44,7 @@ class InterpKernel(JITKernel):
     def _run(self, *args: Any) -> None:
         fresh, self._local.fresh = self._fresh(), set()
         env, mems = bind_arguments(self.name, self.func, args, self._written, fresh)
-        Machine(self.func, env, mems, self.strict).run()
+        Machine(self.func, env, mems, self.strict, self.lenient).run()
         for p in self.func.buffers:
             mem = mems[p.name]
             if mem.written is not None and not mem.written.all():
