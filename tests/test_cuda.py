@@ -313,3 +313,99 @@ def test_half_precision_gemm_takes_the_tensor_core_path():
     assert "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" in src
     src = tiledsl.compile(matmul(64, 64, 32, dtype="float32", threads=128), target=EMU).get_kernel_source()
     assert "mma.sync" not in src
+
+
+# ------------------------------------------------------------------------- cupy on a real GPU
+
+def _cupy():
+    try:
+        import cupy
+        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:  # no cupy, no driver, or no device: cupy raises its own CUDARuntimeError
+        return None
+
+
+needs_cupy = pytest.mark.skipif(_cupy() is None, reason="no cupy with a CUDA GPU")
+
+
+def bf16_scale(N, block=128):
+    @T.prim_func
+    def main(X: T.Tensor((N,), "bfloat16"), Y: T.Tensor((N,), "bfloat16")):
+        with T.Kernel(T.ceildiv(N, block), threads=128) as bx:
+            for i in T.Parallel(block):
+                if bx * block + i < N:
+                    Y[bx * block + i] = X[bx * block + i] * 2.0
+    return main
+
+
+@pytest.mark.cuda
+@needs_cupy
+def test_cupy_outputs_are_cupy_arrays_on_the_inputs_device():
+    import cupy
+    rng = np.random.default_rng(0)
+    a, b = _rand((96, 80), "float16", 1), _rand((80, 72), "float16", 2)
+    k = tiledsl.compile(matmul(96, 72, 80, bm=64, bn=64, bk=32, threads=128), out_idx=[-1], target="cuda")
+    c = k(cupy.asarray(a), cupy.asarray(b))
+    assert isinstance(c, cupy.ndarray) and c.dtype == np.float32 and c.shape == (96, 72)
+    assert c.device.id == cupy.cuda.Device().id
+    np.testing.assert_allclose(cupy.asnumpy(c), _ref_gemm(a, b, False, False), rtol=1e-3, atol=1e-2)
+    x = rng.standard_normal((64, 256)).astype(np.float32)
+    s = tiledsl.compile(softmax(64, 256, threads=128), out_idx=[-1], target="cuda")(cupy.asarray(x))
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(cupy.asnumpy(s), e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    # bfloat16 travels as its bits (cupy has no float8, and bfloat16 not in every version)
+    h = rng.standard_normal(300).astype(ml_dtypes.bfloat16)
+    y = tiledsl.compile(bf16_scale(300), out_idx=[-1], target="cuda")(cupy.asarray(h.view(np.uint16)))
+    assert isinstance(y, cupy.ndarray) and y.dtype == np.uint16
+    np.testing.assert_array_equal(cupy.asnumpy(y).view(ml_dtypes.bfloat16), h * 2)
+
+
+@pytest.mark.cuda
+@needs_cupy
+@pytest.mark.parametrize("non_blocking", [False, True])
+def test_cupy_call_runs_on_the_current_cupy_stream(non_blocking):
+    """The input is produced on a cupy stream behind a ~0.1 s spin, so a kernel launched on any
+    other stream (the legacy default one, which a non-blocking stream does not wait for) reads
+    it before it is written; the output is read back on the same stream."""
+    import cupy
+    spin = cupy.RawKernel(r'''
+    extern "C" __global__ void spin(long long cycles) {
+        long long t0 = clock64();
+        while (clock64() - t0 < cycles) {}
+    }''', "spin")
+    n = 1 << 16
+    k = tiledsl.compile(axpy(n), out_idx=[-1], target="cuda")
+    with cupy.cuda.Stream(non_blocking=non_blocking) as stream:
+        x = cupy.empty(n, dtype=cupy.float32)
+        spin((1,), (1,), (np.int64(200_000_000),))
+        x[...] = cupy.arange(n, dtype=cupy.float32)
+        y = cupy.full(n, 1.0, dtype=cupy.float32)
+        z = k(x, y, 2.0)
+        z2 = z * 3.0  # cupy work after the kernel, on the same stream
+        stream.synchronize()
+        got, got2 = cupy.asnumpy(z), cupy.asnumpy(z2)
+    want = np.arange(n, dtype=np.float32) * 2 + 1
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got2, want * 3)
+
+
+def test_cupy_arguments_set_the_stream_the_host_code_launches_on(monkeypatch):
+    """Without a GPU: with a stand-in cupy module, a call on a cupy array sees cupy's current
+    stream as tvm-ffi's environment stream (what `TVMFFIEnvGetStream` gives the launcher)."""
+    import sys
+    import types
+
+    import tvm_ffi
+    from tiledsl.runtime.kernel import _on_cupy_stream
+
+    class ndarray:
+        device = types.SimpleNamespace(id=0)
+    fake = types.ModuleType("cupy")
+    fake.ndarray = ndarray
+    fake.cuda = types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0x5EED))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    seen = []
+    fn = _on_cupy_stream(lambda *args: seen.append(tvm_ffi.get_raw_stream(tvm_ffi.device("cuda", 0))))
+    fn(np.zeros(1), ndarray(), 1.0)
+    fn(np.zeros(1), 1.0)
+    assert seen == [0x5EED, 0]

@@ -2,13 +2,14 @@
 
 The heavy checking happens in the generated host code (it serves every TVM-FFI caller, not
 only this wrapper); here we only do what C cannot: allocate `out_idx` outputs with the inputs'
-library, hand numpy bfloat16 over as its uint16 view, and explain read-only numpy arrays,
-which DLPack cannot export.
+library, hand numpy bfloat16 over as its uint16 view, explain read-only numpy arrays,
+which DLPack cannot export, and launch a call on cupy arrays on cupy's current stream.
 """
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from typing import Any, Callable, List, Optional, Sequence
 
@@ -21,6 +22,25 @@ __all__ = ["JITKernel"]
 
 # numpy dtypes from ml_dtypes, which DLPack cannot carry: passed as same-width unsigned views.
 _VIEWED = numpy_view_dtypes()
+
+
+def _on_cupy_stream(fn: Any) -> Any:
+    """`fn`, launched on cupy's current stream when an argument is a cupy array.
+
+    tvm-ffi sets the stream the host code launches on (`TVMFFIEnvGetStream`) from a torch
+    tensor argument by itself, but knows nothing of cupy: a cupy caller's kernel would run on
+    the legacy default stream, unordered with the work of a non-blocking cupy stream."""
+    def call(*args: Any) -> Any:
+        cupy = sys.modules.get("cupy")  # not imported: no argument can be a cupy array
+        if cupy is not None:
+            for a in args:
+                if isinstance(a, cupy.ndarray):
+                    import tvm_ffi
+                    with tvm_ffi.use_raw_stream(tvm_ffi.device("cuda", a.device.id),
+                                                cupy.cuda.get_current_stream().ptr):
+                        return fn(*args)
+        return fn(*args)
+    return call
 
 
 class JITKernel:
@@ -43,7 +63,8 @@ class JITKernel:
         self.name = func.name
         self.cache_key = cache_key
         self.spec_args: Optional[dict] = None  # the factory arguments this kernel was made for
-        self._fn = fn
+        gpu = getattr(target, "kind", "") == "cuda" and not target.has("emulate")
+        self._fn = _on_cupy_stream(fn) if gpu else fn
         self._exporter = exporter
         n = len(func.params)
         self.out_idx = sorted({i % n for i in out_idx})
@@ -190,8 +211,11 @@ class JITKernel:
                 return torch.empty(shape, dtype=tdt, device=a.device)
             if mod == "cupy":
                 import cupy
+                # cupy has no float8 (and bfloat16 only in some versions): such outputs are their
+                # unsigned bits, which the host code accepts for them, as numpy hands them over.
+                dt = f"uint{8 * p.dtype.itemsize}" if p.dtype.numpy_view else p.dtype.numpy
                 with cupy.cuda.Device(a.device.id):
-                    return cupy.empty(shape, dtype=p.dtype.numpy)
+                    return cupy.empty(shape, dtype=dt)
         return np.empty(shape, dtype=p.dtype.numpy)
 
     # ---- benchmarking and export ----
