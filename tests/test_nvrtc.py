@@ -21,6 +21,7 @@ import tiledsl
 import tiledsl.language as T
 from tiledsl.errors import LoweringError
 from tiledsl.runtime import cuda_module as cm
+from tiledsl.runtime.cuda import find_nvcc
 from tiledsl.runtime.nvrtc import find_nvrtc
 from tiledsl.runtime.sass import disassemble, find_cuobjdump, opcode_counts
 from tiledsl.target import Target
@@ -322,5 +323,11 @@ def test_gpu_nvrtc_kernels_and_tiledsl_load(exported):
     gemm = load_example("gemm").matmul
     a = torch.randn(512, 256, device="cuda")
     b = torch.randn(256, 384, device="cuda")
-    c = tiledsl.compile(gemm.get_ir(512, 384, 256), out_idx=[-1], target="cuda -compiler=nvrtc")(a, b)
-    torch.testing.assert_close(c, torch.relu(a @ b), rtol=1e-4, atol=1e-3)
+    for compiler in ("nvrtc", "nvcc") if find_nvcc() else ("nvrtc",):
+        c = tiledsl.compile(gemm.get_ir(512, 384, 256), out_idx=[-1], target=f"cuda -compiler={compiler}")(a, b)
+        torch.testing.assert_close(c, torch.relu(a @ b), rtol=1e-4, atol=1e-3)
+    # over 48 KiB of shared memory: the module raises the limit before the first launch
+    big = tiledsl.compile(gemm.get_ir(512, 512, 512, block_M=128, block_N=128, block_K=64), out_idx=[-1],
+                          target="cuda -compiler=nvrtc")
+    a = torch.randn(512, 512, device="cuda")
+    torch.testing.assert_close(big(a, a), torch.relu(a @ a), rtol=1e-4, atol=1e-3)

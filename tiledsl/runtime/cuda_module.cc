@@ -55,6 +55,7 @@ struct Driver {
   CUresult (*cuDeviceGet)(CUdevice*, int);
   CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice);
   CUresult (*cuCtxSetCurrent)(CUcontext);
+  CUresult (*cuCtxGetCurrent)(CUcontext*);
   CUresult (*cuModuleLoadData)(CUmodule*, const void*);
   CUresult (*cuModuleGetFunction)(CUfunction*, CUmodule, const char*);
   CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
@@ -90,6 +91,7 @@ const Driver& GetDriver() {
     get(d.cuDeviceGet, "cuDeviceGet");
     get(d.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
     get(d.cuCtxSetCurrent, "cuCtxSetCurrent");
+    get(d.cuCtxGetCurrent, "cuCtxGetCurrent");
     get(d.cuModuleLoadData, "cuModuleLoadData");
     get(d.cuModuleGetFunction, "cuModuleGetFunction");
     get(d.cuFuncSetAttribute, "cuFuncSetAttribute");
@@ -192,17 +194,26 @@ class CudaModuleObj : public ffi::ModuleObj {
   }
 
  private:
-  // The kernel's function on device `dev`, loading the cubin there on first use.
+  // The kernel's function on device `dev`, loading the cubin there on first use. The device's
+  // primary context (the one the CUDA runtime, hence torch and cupy, uses) is made current, as
+  // the nvcc build's cudaSetDevice does: the cubin is loaded into it and launches run in it.
   CUfunction Resolve(const Driver& d, size_t i, int dev) {
     std::lock_guard<std::mutex> lock(mutex_);
     PerDevice& pd = devices_[dev];
-    if (pd.functions.empty()) {
+    CUresult rc = 0;
+    if (pd.context == nullptr) {
       CUdevice device;
-      CUcontext ctx;
-      CUresult rc = d.cuDeviceGet(&device, dev);
-      if (rc == 0) rc = d.cuDevicePrimaryCtxRetain(&ctx, device);
-      if (rc == 0) rc = d.cuCtxSetCurrent(ctx);
+      rc = d.cuDeviceGet(&device, dev);
+      if (rc == 0) rc = d.cuDevicePrimaryCtxRetain(&pd.context, device);
       TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": cannot use CUDA device " << dev << ": " << d.Error(rc);
+    }
+    CUcontext current = nullptr;
+    d.cuCtxGetCurrent(&current);
+    if (current != pd.context) {
+      rc = d.cuCtxSetCurrent(pd.context);
+      TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": cannot use CUDA device " << dev << ": " << d.Error(rc);
+    }
+    if (pd.functions.empty()) {
       rc = d.cuModuleLoadData(&pd.module, cubin_.data());
       TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": cannot load the kernel's " << arch_
                                           << " code on CUDA device " << dev << ": " << d.Error(rc);
@@ -259,6 +270,7 @@ class CudaModuleObj : public ffi::ModuleObj {
   }
 
   struct PerDevice {
+    CUcontext context = nullptr;
     CUmodule module = nullptr;
     std::vector<CUfunction> functions;
   };
