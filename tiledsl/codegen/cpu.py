@@ -7,6 +7,7 @@ computed in float, so no compiler extension type is needed.
 """
 from __future__ import annotations
 
+import functools
 from typing import Dict, List
 
 from .. import ir
@@ -177,7 +178,12 @@ class CpuRenderer(CExpr):
         self.emit(d, f"(void)({self.expr(s.value)});")
 
     def s_Kernel(self, k: Kernel, d):
-        self.emit(d, "#pragma omp parallel")
+        # One block runs on the calling thread: opening an OpenMP team for it costs more than a
+        # small kernel (waking the workers: microseconds, tens of them on a busy machine).
+        total = functools.reduce(lambda x, y: x * y, k.grid, Const(1))
+        single = isinstance(total, Const) and total.value <= 1
+        if not single:
+            self.emit(d, "#pragma omp parallel" + ("" if isinstance(total, Const) else f" if({self.expr(total)} > 1)"))
         self.emit(d, "{")
         heap = []
         for b in k.allocs:
@@ -190,7 +196,8 @@ class CpuRenderer(CExpr):
                 heap.append(name)
         loops = list(zip(k.block_vars, k.grid))[::-1]  # bx varies fastest, as on a GPU
         collapse = f" collapse({len(loops)})" if len(loops) > 1 else ""
-        self.emit(d + 1, f"#pragma omp for{collapse} schedule(static)")
+        if not single:
+            self.emit(d + 1, f"#pragma omp for{collapse} schedule(static)")
         for n, (v, g) in enumerate(loops):
             self.ranges[v] = loop_range(Const(0), g, self.ranges)
             name = self.names.var(v)

@@ -26,6 +26,7 @@ class InterpKernel(JITKernel):
     def __init__(self, func: ir.PrimFunc, out_idx: Sequence[int], target: Target):
         written = ir.stored_buffers(func)
         super().__init__(func, func, func.script, None, self._run, out_idx, target, written=written)
+        self._check_numpy = True  # _run is Python: no DLPack to refuse a read-only array
         self.strict = target.has("strict")
         self.lenient = target.has("lenient")
         self._local = threading.local()

@@ -73,14 +73,20 @@ class JITKernel:
                 raise TypeError(f"{self.name}: out_idx {i} names scalar parameter "
                                 f"'{func.params[i].name}'; only tensors can be outputs")
         self.params = list(func.params)
+        self._nparams = len(self.params)
         self.inputs = [p for i, p in enumerate(self.params) if i not in self.out_idx]
         self._written = set(written) if written is not None else stored_buffers(self.lowered)
-        # numpy arrays of ml_dtypes types (bfloat16, float8) have no DLPack dtype: they pass as views
-        self._views = any(isinstance(p, Buffer) and p.dtype.numpy_view for p in self.params)
+        # numpy arrays of ml_dtypes types (bfloat16, float8) have no DLPack dtype: they pass as
+        # views, so such a kernel checks every numpy argument before the call. Others rely on
+        # DLPack refusing (BufferError) what needs explaining (see _call_again).
+        self._check_numpy = any(isinstance(p, Buffer) and p.dtype.numpy_view for p in self.params)
         self._sym_sources = self._symbol_sources()
         # Per output dimension, worked out once: an int, (input position, dim) to read it from, or
         # an expression of symbolic sizes to evaluate at call time.
         self._shape_plans = {i: tuple(self._dim_plan(s) for s in self.params[i].shape) for i in self.out_idx}
+        self._fixed_shapes = {i: plan for i, plan in self._shape_plans.items()
+                              if all(isinstance(d, int) for d in plan)}
+        self._numpy_dtypes = {i: self.params[i].dtype.numpy for i in self.out_idx}
 
     @property
     def lowered(self) -> PrimFunc:
@@ -97,19 +103,23 @@ class JITKernel:
     # ---- calling ----
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # The path of a call with every argument is kept short: it is most of a small kernel's
+        # cost (bench_call.py).
         if kwargs:
             args = self._merge_kwargs(args, kwargs)
         n = len(args)
-        if n == len(self.params) and self.out_idx:  # outputs passed in: nothing to allocate
-            self._call(args)
+        if n == self._nparams:  # outputs passed in (or none to allocate): nothing to allocate
+            if self._check_numpy:
+                args = self._numpy_args(args)
+            try:
+                self._fn(*args)
+            except BufferError:
+                self._call_again(args)
             return None
         if n != len(self.inputs):
             names = ", ".join(p.name for p in self.inputs)
             raise TypeError(f"{self.name}: expects {len(self.inputs)} argument{'s' if len(self.inputs) != 1 else ''} "
                             f"({names}), got {n}")
-        if not self.out_idx:
-            self._call(args)
-            return None
         outs = [self._allocate(i, args) for i in self.out_idx]
         full = list(args)
         for i, o in zip(self.out_idx, outs):  # ascending, so each lands at its own index
@@ -135,15 +145,30 @@ class JITKernel:
         return tuple(out)
 
     def _call(self, full: Sequence[Any]) -> None:
-        # The common case (writable numpy arrays of DLPack dtypes) goes straight through.
-        for a in full:
-            if isinstance(a, np.ndarray) and (self._views or a.dtype in _VIEWED or not a.flags.writeable):
-                full = [self._numpy_arg(p, x) if isinstance(x, np.ndarray) else x
-                        for p, x in zip(self.params, full)]
-                break
-        self._fn(*full)
+        if self._check_numpy:
+            full = self._numpy_args(full)
+        try:
+            self._fn(*full)
+        except BufferError:
+            self._call_again(full)
+
+    def _call_again(self, full: Sequence[Any]) -> None:
+        """DLPack refused an array before the kernel ran: a read-only numpy array, or one of an
+        ml_dtypes type (bfloat16, float8) it cannot carry. Say which, or pass the view and call
+        again. (Found by the failure, not by checking every array: the checks cost more than
+        the call of a small kernel.)"""
+        converted = self._numpy_args(full)
+        if all(x is y for x, y in zip(converted, full)):
+            raise  # nothing of ours to explain: the BufferError being handled goes on
+        self._fn(*converted)
+
+    def _numpy_args(self, full: Sequence[Any]) -> list:
+        return [self._numpy_arg(p, x) if isinstance(x, np.ndarray) else x for p, x in zip(self.params, full)]
 
     def _numpy_arg(self, p: Any, a: np.ndarray) -> Any:
+        if a.dtype not in _VIEWED and a.flags.writeable and not (isinstance(p, Buffer) and p.dtype.numpy_view
+                                                                and a.dtype.kind == "u"):
+            return a
         if not a.flags.writeable:
             what = "is written by the kernel" if p.name in self._written else "is an input"
             raise ValueError(f"{self.name}: argument '{p.name}' is a read-only numpy array ({what}); "
@@ -182,6 +207,8 @@ class JITKernel:
         return int(shape[d])
 
     def _shape_of(self, i: int, args: Sequence[Any]) -> tuple:
+        if i in self._fixed_shapes:
+            return self._fixed_shapes[i]
         dims = []
         for plan in self._shape_plans[i]:
             if isinstance(plan, int):
@@ -216,7 +243,7 @@ class JITKernel:
                 dt = f"uint{8 * p.dtype.itemsize}" if p.dtype.numpy_view else p.dtype.numpy
                 with cupy.cuda.Device(a.device.id):
                     return cupy.empty(shape, dtype=dt)
-        return np.empty(shape, dtype=p.dtype.numpy)
+        return np.empty(shape, dtype=self._numpy_dtypes[i])
 
     # ---- benchmarking and export ----
 
