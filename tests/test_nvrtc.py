@@ -103,8 +103,8 @@ IMAGE = cm.ModuleImage("k", "sm_90a", "k_kernel0 128 65536 p,p,f4,i8\nk_kernel1 
 
 
 def test_module_bytes_round_trip_byte_for_byte():
-    data = cm.module_bytes(IMAGE)
-    assert cm.parse_module_bytes(data) == IMAGE
+    data = cm.module_bytes([IMAGE])
+    assert cm.parse_module_bytes(data) == [IMAGE]
     mod = cm.module_from_bytes(data)
     assert mod.kind == "tiledsl.cuda"
     assert mod.is_binary_serializable() and mod.is_runnable()
@@ -115,9 +115,22 @@ def test_module_bytes_round_trip_byte_for_byte():
     assert mod.inspect_source("ptx") == ".version 8.0 // the PTX"
 
 
+def test_module_with_code_for_several_archs():
+    sm80 = IMAGE.__class__("k", "sm_80", IMAGE.table.replace("65536", "32768"), b"other cubin", "// sm_80", "// ptx 80")
+    data = cm.module_bytes([IMAGE, sm80])
+    assert cm.parse_module_bytes(data) == [IMAGE, sm80]
+    mod = cm.module_from_bytes(data)
+    assert cm.save_to_bytes(mod) == data
+    assert mod.inspect_source("ptx") == IMAGE.ptx and mod.inspect_source("ptx:sm_80") == "// ptx 80"
+    assert mod.inspect_source("cuda:sm_80") == "// sm_80" and mod.inspect_source("ptx:sm_75") == ""
+    other = IMAGE.__class__("k", "sm_80", "k_kernel0 128 0 p,p\n", b"x", "", "")
+    with pytest.raises(ValueError, match="k: sm_80 has other kernels than sm_90a"):
+        cm.module_from_bytes(cm.module_bytes([IMAGE, other]))
+
+
 def test_module_rejects_bad_bytes_and_bad_calls():
-    data = cm.module_bytes(IMAGE)
-    for bad, what in ((data[:-3], "truncated"), (data + b"x", "trailing"), (b"NOTCUDA!" + data[8:], "not a tiledsl.cuda")):
+    data = cm.module_bytes([IMAGE])
+    for bad, what in ((data[:-3], "truncated"), (data + b"x", "truncated"), (b"NOTCUDA!" + data[8:], "not a tiledsl.cuda")):
         with pytest.raises(ValueError, match=what):
             cm.module_from_bytes(bad)
     f = cm.module_from_bytes(data)["k_kernel0"]
@@ -193,14 +206,32 @@ def test_export_embeds_the_module_byte_for_byte(exported):
     modules, imports = cm.parse_library_bin(blob)
     assert [kind for kind, _ in modules] == ["_lib", "tiledsl.cuda"] and imports == [[1], []]
     assert cm.library_bin(modules, imports) == blob
-    image = cm.parse_module_bytes(modules[1][1])
+    (image,) = cm.parse_module_bytes(modules[1][1])
     assert image.symbol == "saxpy" and image.arch == ARCH
     assert image.cubin[:4] == b"\x7fELF"
     assert image.table == "saxpy_kernel0 128 0 p,p,f4,p\n"
     assert f".target {ARCH}" in image.ptx and "saxpy_kernel0" in image.ptx
-    assert image.cubin == cm.parse_module_bytes(cm.save_to_bytes(k._device_module)).cubin
+    assert image.cubin == cm.parse_module_bytes(cm.save_to_bytes(k._device_module))[0].cubin
     loaded = tvm_ffi.load_module(str(path))
     assert cm.save_to_bytes(loaded.imports[0]) == modules[1][1]
+
+
+def test_export_with_code_for_more_archs(exported, tmp_path):
+    from tiledsl.runtime.elf import symbol_bytes
+    k, _ = exported
+    path = k.export_library(tmp_path / "fat.so", archs=["sm_80", "sm_90a", ARCH])
+    modules, _ = cm.parse_library_bin(symbol_bytes(str(path), "__tvm_ffi__library_bin"))
+    images = cm.parse_module_bytes(modules[1][1])
+    assert [i.arch for i in images] == [ARCH] + [a for a in ("sm_80", "sm_90a") if a != ARCH]
+    for img in images:
+        assert img.cubin[:4] == b"\x7fELF" and f".target {img.arch}" in img.ptx
+        assert img.table == images[0].table
+    dev = tvm_ffi.load_module(str(path)).imports[0]
+    assert ".target sm_80" in dev.inspect_source("ptx:sm_80")
+    assert tiledsl.load(path).metadata["target"]["arch"] == ARCH
+    with pytest.raises(ValueError, match="archs= is for CUDA kernels compiled with NVRTC"):
+        tiledsl.compile(saxpy.get_ir(1000), out_idx=[-1], target="cpu").export_library(tmp_path / "c.so",
+                                                                                         archs=["sm_80"])
 
 
 PY_CLIENT = textwrap.dedent('''

@@ -219,7 +219,7 @@ def _compile_nvrtc(func: ir.PrimFunc, target: Target, out_idx: Sequence[int],
     with report.stage("load"):
         image = _image(entry, target)
         module = tvm_ffi.load_module(str(entry.file(entry.meta["library"])))
-        device = module_from_bytes(module_bytes(image))
+        device = module_from_bytes(module_bytes([image]))
         module.import_module(device)
         fn = module[symbol]
     report.log("compiled" if entry.built else "loaded", target, entry.key)
@@ -227,7 +227,7 @@ def _compile_nvrtc(func: ir.PrimFunc, target: Target, out_idx: Sequence[int],
     kernel = JITKernel(func, lambda: _lower(func, target), source,
                        str(entry.file(entry.meta["library"])), fn, out_idx, target,
                        written=entry.meta["written"], cache_key=entry.key,
-                       exporter=lambda path: export_nvrtc(entry, image, path))
+                       exporter=lambda path, archs=None: export_nvrtc(entry, image, func, target, path, archs))
     kernel._module = module
     kernel._device_module = device
     return kernel
@@ -239,14 +239,35 @@ def _image(entry: "cache.Entry", target: Target, ptx: str = "") -> ModuleImage:
                        entry.file(entry.meta["source"]).read_text(), ptx)
 
 
-def export_nvrtc(entry: "cache.Entry", image: ModuleImage, path: "str | os.PathLike") -> str:
-    """One library at `path`: the host code, the module (with its PTX) in
-    `__tvm_ffi__library_bin` as [_lib imports tiledsl.cuda], and the module runtime's object, so
-    it needs nothing of tiledsl to load."""
+def _arch_image(func: ir.PrimFunc, target: Target, arch: str, like: ModuleImage) -> ModuleImage:
+    """`func` lowered and compiled again for `arch` (the GEMM rows and layouts may differ by arch);
+    its kernels must take what the host code passes, as `like`'s do."""
+    from ..codegen.cuda_host import kernel_table
+    t = dataclasses.replace(target, arch=arch)
+    _, parts, cubin = nvrtc_cubin(func, t)
+    table = kernel_table(parts, func.params)
+    shape = lambda tab: [(line.split()[0], line.split()[3]) for line in tab.splitlines()]  # noqa: E731
+    if shape(table) != shape(like.table):
+        raise CompileError(f"{func.name}: for {arch} the kernel splits into other GPU kernels than for "
+                           f"{like.arch}; export the archs as separate libraries")
+    return ModuleImage(func.name, arch, table, cubin, parts.device)
+
+
+def export_nvrtc(entry: "cache.Entry", image: ModuleImage, func: ir.PrimFunc, target: Target,
+                 path: "str | os.PathLike", archs: Optional[Sequence[str]] = None) -> str:
+    """One library at `path`: the host code, the module (with PTX) in `__tvm_ffi__library_bin` as
+    [_lib imports tiledsl.cuda], and the module runtime's object, so it needs nothing of tiledsl
+    to load. `archs` puts code for more GPUs in it (the kernel's own arch first if listed);
+    each device runs its own arch's, else the newest of its major version below it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ptx = nvrtc_ptx(image.source, image.arch, image.symbol)
-    blob = library_bin([("_lib", b""), (KIND, module_bytes(dataclasses.replace(image, ptx=ptx)))], [[1], []])
+    images = [image]
+    for arch in archs or ():
+        if arch != image.arch and arch not in (i.arch for i in images):
+            nvrtc_options(arch)  # rejects a malformed arch before any work
+            images.append(_arch_image(func, target, arch, image))
+    images = [dataclasses.replace(i, ptx=nvrtc_ptx(i.source, i.arch, i.symbol)) for i in images]
+    blob = library_bin([("_lib", b""), (KIND, module_bytes(images))], [[1], []])
     _, runtime_object = runtime_files()
     with tempfile.TemporaryDirectory(prefix="tiledsl-export-", dir=path.parent) as tmp:
         src = Path(tmp) / "export.cc"

@@ -14,8 +14,8 @@
 // (TVMFFIEnvGetStream).
 //
 // Serialised form (SaveToBytes; runtime/cuda_module.py writes the same bytes):
-//   "TDSLCU01" <symbol> <arch> <kernel table> <cubin> <CUDA source> <PTX>
-// each field <u64 little-endian size><bytes>; the kernel table has one line per __global__
+//   "TDSLCU01" <symbol> then per arch <arch> <kernel table> <cubin> <CUDA source> <PTX>
+// (a device runs its own arch's cubin, else the newest of its major version below it); each field <u64 little-endian size><bytes>; the kernel table has one line per __global__
 // function: "<name> <threads> <shared bytes> <argument codes>", the codes comma-separated:
 // p (pointer), i1 i2 i4 i8 (integers, by width), f4 f8 (floats); "-" when there are none.
 #include <dlfcn.h>
@@ -48,11 +48,14 @@ using CUmodule = void*;
 using CUfunction = void*;
 constexpr int kMaxDynamicSharedBytes = 8;  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
 constexpr int kDefaultSharedLimit = 48 * 1024;
+constexpr int kComputeCapabilityMajor = 75;  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
+constexpr int kComputeCapabilityMinor = 76;
 constexpr int kMaxDevices = 64;
 
 struct Driver {
   CUresult (*cuInit)(unsigned);
   CUresult (*cuDeviceGet)(CUdevice*, int);
+  CUresult (*cuDeviceGetAttribute)(int*, int, CUdevice);
   CUresult (*cuDevicePrimaryCtxRetain)(CUcontext*, CUdevice);
   CUresult (*cuCtxSetCurrent)(CUcontext);
   CUresult (*cuCtxGetCurrent)(CUcontext*);
@@ -89,6 +92,7 @@ const Driver& GetDriver() {
     };
     get(d.cuInit, "cuInit");
     get(d.cuDeviceGet, "cuDeviceGet");
+    get(d.cuDeviceGetAttribute, "cuDeviceGetAttribute");
     get(d.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
     get(d.cuCtxSetCurrent, "cuCtxSetCurrent");
     get(d.cuCtxGetCurrent, "cuCtxGetCurrent");
@@ -135,56 +139,100 @@ std::string TakeField(const std::string& in, size_t* pos) {
 constexpr const char* kMagic = "TDSLCU01";
 constexpr const char* kKind = "tiledsl.cuda";
 
+// One arch's code: what a device of that arch runs.
+struct Image {
+  std::string arch, table, cubin, source, ptx;
+  std::vector<Kernel> kernels;
+};
+
+std::vector<Kernel> ParseTable(const std::string& table) {
+  std::vector<Kernel> out;
+  std::istringstream lines(table);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream f(line);
+    Kernel k;
+    std::string codes;
+    f >> k.name >> k.threads >> k.shared_bytes >> codes;
+    std::istringstream c(codes);
+    for (std::string code; std::getline(c, code, ',');) {
+      if (code != "-") k.args.push_back(code);
+    }
+    out.push_back(std::move(k));
+  }
+  return out;
+}
+
+// "sm_90a" -> 90 (major * 10 + minor), and whether it is arch-specific (a / f: runs only there).
+int ArchNumber(const std::string& arch, bool* specific) {
+  std::string digits;
+  for (char c : arch.substr(3)) {
+    if (c >= '0' && c <= '9') digits.push_back(c);
+  }
+  *specific = !arch.empty() && (arch.back() == 'a' || arch.back() == 'f');
+  return digits.empty() ? 0 : std::stoi(digits);
+}
+
 class CudaModuleObj : public ffi::ModuleObj {
  public:
   const char* kind() const final { return kKind; }
   int GetPropertyMask() const final { return ffi::Module::kBinarySerializable | ffi::Module::kRunnable; }
 
+  // "TDSLCU01" <symbol> then, per arch, <arch> <kernel table> <cubin> <CUDA source> <PTX>.
   static ffi::Module FromBytes(const std::string& bytes) {
     TDSL_REQUIRE(bytes.compare(0, 8, kMagic) == 0, ValueError)
         << "not a tiledsl.cuda module (or one from another tiledsl version)";
     auto m = ffi::make_object<CudaModuleObj>();
     size_t pos = 8;
     m->symbol_ = TakeField(bytes, &pos);
-    m->arch_ = TakeField(bytes, &pos);
-    m->table_ = TakeField(bytes, &pos);
-    m->cubin_ = TakeField(bytes, &pos);
-    m->source_ = TakeField(bytes, &pos);
-    m->ptx_ = TakeField(bytes, &pos);
-    TDSL_REQUIRE(pos == bytes.size(), ValueError) << "tiledsl.cuda module bytes have trailing data";
-    std::istringstream lines(m->table_);
-    std::string line;
-    while (std::getline(lines, line)) {
-      std::istringstream f(line);
-      Kernel k;
-      std::string codes;
-      f >> k.name >> k.threads >> k.shared_bytes >> codes;
-      std::istringstream c(codes);
-      for (std::string code; std::getline(c, code, ',');) {
-        if (code != "-") k.args.push_back(code);
+    while (pos < bytes.size()) {
+      Image img;
+      for (std::string* f : {&img.arch, &img.table, &img.cubin, &img.source, &img.ptx}) *f = TakeField(bytes, &pos);
+      img.kernels = ParseTable(img.table);
+      m->images_.push_back(std::move(img));
+    }
+    TDSL_REQUIRE(!m->images_.empty(), ValueError) << "tiledsl.cuda module bytes hold no code";
+    for (const Image& img : m->images_) {  // the host code calls every arch's kernels alike
+      TDSL_REQUIRE(img.kernels.size() == m->images_[0].kernels.size(), ValueError)
+          << m->symbol_ << ": " << img.arch << " has other kernels than " << m->images_[0].arch;
+      for (size_t k = 0; k < img.kernels.size(); ++k) {
+        TDSL_REQUIRE(img.kernels[k].name == m->images_[0].kernels[k].name &&
+                         img.kernels[k].args == m->images_[0].kernels[k].args, ValueError)
+            << m->symbol_ << ": " << img.arch << " has other kernels than " << m->images_[0].arch;
       }
-      m->kernels_.push_back(std::move(k));
     }
     return ffi::Module(m);
   }
 
   ffi::Bytes SaveToBytes() const final {
     std::string out(kMagic);
-    for (const std::string* s : {&symbol_, &arch_, &table_, &cubin_, &source_, &ptx_}) PutField(&out, *s);
+    PutField(&out, symbol_);
+    for (const Image& img : images_) {
+      for (const std::string* f : {&img.arch, &img.table, &img.cubin, &img.source, &img.ptx}) PutField(&out, *f);
+    }
     return ffi::Bytes(out);
   }
 
+  // "cuda" (or "") and "ptx": the first arch's text, or "ptx:sm_80" for another arch's.
   ffi::String InspectSource(const ffi::String& format) const final {
-    std::string f = format;
-    if (f == "ptx") return ptx_;
-    if (f.empty() || f == "cu" || f == "cuda") return source_;
+    std::string f = format, arch = images_[0].arch;
+    size_t colon = f.find(':');
+    if (colon != std::string::npos) {
+      arch = f.substr(colon + 1);
+      f = f.substr(0, colon);
+    }
+    for (const Image& img : images_) {
+      if (img.arch != arch) continue;
+      if (f == "ptx") return img.ptx;
+      if (f.empty() || f == "cu" || f == "cuda") return img.source;
+    }
     return ffi::String();
   }
 
   ffi::Optional<ffi::Function> GetFunction(const ffi::String& name) final {
     ffi::Module self = ffi::GetRef<ffi::Module>(this);  // a function keeps its module alive
-    for (size_t i = 0; i < kernels_.size(); ++i) {
-      if (kernels_[i].name == name.operator std::string()) {
+    const std::vector<Kernel>& kernels = images_[0].kernels;
+    for (size_t i = 0; i < kernels.size(); ++i) {
+      if (kernels[i].name == name.operator std::string()) {
         return ffi::Function::FromPacked([self, this, i](ffi::PackedArgs args, ffi::Any* rv) {
           Launch(i, args);
         });
@@ -194,18 +242,48 @@ class CudaModuleObj : public ffi::ModuleObj {
   }
 
  private:
-  // The kernel's function on device `dev`, loading the cubin there on first use. The device's
-  // primary context (the one the CUDA runtime, hence torch and cupy, uses) is made current, as
-  // the nvcc build's cudaSetDevice does: the cubin is loaded into it and launches run in it.
-  CUfunction Resolve(const Driver& d, size_t i, int dev) {
+  // The code for a device of compute capability `cc` (major * 10 + minor): its own arch, else
+  // the newest portable cubin of the same major version not newer than it (cubins run on later
+  // minors of their major; sm_90a-style ones only on their own).
+  int PickImage(int cc) const {
+    int best = -1, best_number = -1;
+    for (size_t i = 0; i < images_.size(); ++i) {
+      bool specific;
+      int n = ArchNumber(images_[i].arch, &specific);
+      if (n == cc) return static_cast<int>(i);
+      if (!specific && n / 10 == cc / 10 && n < cc && n > best_number) {
+        best = static_cast<int>(i);
+        best_number = n;
+      }
+    }
+    return best;
+  }
+
+  std::string Archs() const {
+    std::string out;
+    for (const Image& img : images_) out += (out.empty() ? "" : ", ") + img.arch;
+    return out;
+  }
+
+  // The device's image and the kernel's function there, loading the cubin on first use. The
+  // device's primary context (the one the CUDA runtime, hence torch and cupy, uses) is made
+  // current, as the nvcc build's cudaSetDevice does: the cubin is loaded into it and launches
+  // run in it.
+  CUfunction Resolve(const Driver& d, size_t i, int dev, const Kernel** kernel) {
     std::lock_guard<std::mutex> lock(mutex_);
     PerDevice& pd = devices_[dev];
     CUresult rc = 0;
     if (pd.context == nullptr) {
       CUdevice device;
+      int major = 0, minor = 0;
       rc = d.cuDeviceGet(&device, dev);
+      if (rc == 0) rc = d.cuDeviceGetAttribute(&major, kComputeCapabilityMajor, device);
+      if (rc == 0) rc = d.cuDeviceGetAttribute(&minor, kComputeCapabilityMinor, device);
       if (rc == 0) rc = d.cuDevicePrimaryCtxRetain(&pd.context, device);
       TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": cannot use CUDA device " << dev << ": " << d.Error(rc);
+      pd.image = PickImage(major * 10 + minor);
+      TDSL_REQUIRE(pd.image >= 0, RuntimeError) << symbol_ << ": CUDA device " << dev << " is sm_" << major << minor
+                                               << "; this kernel was compiled for " << Archs() << " only";
     }
     CUcontext current = nullptr;
     d.cuCtxGetCurrent(&current);
@@ -213,33 +291,38 @@ class CudaModuleObj : public ffi::ModuleObj {
       rc = d.cuCtxSetCurrent(pd.context);
       TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": cannot use CUDA device " << dev << ": " << d.Error(rc);
     }
+    const Image& img = images_[pd.image];
     if (pd.functions.empty()) {
-      rc = d.cuModuleLoadData(&pd.module, cubin_.data());
-      TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": cannot load the kernel's " << arch_
+      rc = d.cuModuleLoadData(&pd.module, img.cubin.data());
+      TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": cannot load the kernel's " << img.arch
                                           << " code on CUDA device " << dev << ": " << d.Error(rc);
-      pd.functions.resize(kernels_.size());
-      for (size_t k = 0; k < kernels_.size(); ++k) {
-        rc = d.cuModuleGetFunction(&pd.functions[k], pd.module, kernels_[k].name.c_str());
-        TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": " << kernels_[k].name << " is not in the cubin";
-        if (kernels_[k].shared_bytes > kDefaultSharedLimit) {
-          rc = d.cuFuncSetAttribute(pd.functions[k], kMaxDynamicSharedBytes, kernels_[k].shared_bytes);
-          TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": the block needs " << kernels_[k].shared_bytes
+      pd.functions.resize(img.kernels.size());
+      for (size_t k = 0; k < img.kernels.size(); ++k) {
+        const Kernel& kern = img.kernels[k];
+        rc = d.cuModuleGetFunction(&pd.functions[k], pd.module, kern.name.c_str());
+        TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": " << kern.name << " is not in the cubin";
+        if (kern.shared_bytes > kDefaultSharedLimit) {
+          rc = d.cuFuncSetAttribute(pd.functions[k], kMaxDynamicSharedBytes, kern.shared_bytes);
+          TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": the block needs " << kern.shared_bytes
                                               << " bytes of shared memory: " << d.Error(rc);
         }
       }
     }
+    *kernel = &img.kernels[i];
     return pd.functions[i];
   }
 
   void Launch(size_t i, ffi::PackedArgs args) {
-    const Kernel& k = kernels_[i];
-    TDSL_REQUIRE(args.size() == static_cast<int>(4 + k.args.size()), TypeError)
-        << symbol_ << ": " << k.name << " takes " << 4 + k.args.size() << " arguments (device, grid x, y, z, "
-        << k.args.size() << " kernel arguments), got " << args.size();
+    const Kernel& first = images_[0].kernels[i];
+    TDSL_REQUIRE(args.size() == static_cast<int>(4 + first.args.size()), TypeError)
+        << symbol_ << ": " << first.name << " takes " << 4 + first.args.size()
+        << " arguments (device, grid x, y, z, " << first.args.size() << " kernel arguments), got " << args.size();
     int dev = args[0].cast<int>();
     TDSL_REQUIRE(dev >= 0 && dev < kMaxDevices, ValueError) << symbol_ << ": no CUDA device " << dev;
     const Driver& d = GetDriver();
-    CUfunction fn = Resolve(d, i, dev);
+    const Kernel* kernel = nullptr;
+    CUfunction fn = Resolve(d, i, dev, &kernel);
+    const Kernel& k = *kernel;
     // Each argument's bytes, at the width the __global__ function declares.
     std::vector<std::array<unsigned char, 8>> storage(k.args.size());
     std::vector<void*> params(k.args.size());
@@ -271,12 +354,13 @@ class CudaModuleObj : public ffi::ModuleObj {
 
   struct PerDevice {
     CUcontext context = nullptr;
+    int image = -1;
     CUmodule module = nullptr;
     std::vector<CUfunction> functions;
   };
 
-  std::string symbol_, arch_, table_, cubin_, source_, ptx_;
-  std::vector<Kernel> kernels_;
+  std::string symbol_;
+  std::vector<Image> images_;
   std::mutex mutex_;
   std::array<PerDevice, kMaxDevices> devices_;
 };

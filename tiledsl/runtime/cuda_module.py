@@ -52,27 +52,42 @@ def _field(b: bytes) -> bytes:
     return struct.pack("<Q", len(b)) + b
 
 
-def module_bytes(img: ModuleImage) -> bytes:
-    """The bytes `SaveToBytes` gives for `img` (and `load_from_bytes` takes)."""
-    vals = [getattr(img, f) for f in _FIELDS]
-    return MAGIC + b"".join(_field(v if isinstance(v, bytes) else v.encode()) for v in vals)
+def module_bytes(images: Sequence[ModuleImage]) -> bytes:
+    """The bytes `SaveToBytes` gives for a module of `images` (one per arch, one symbol), which
+    `load_from_bytes` takes: MAGIC <symbol> then per image <arch> <table> <cubin> <source> <ptx>."""
+    symbols = {img.symbol for img in images}
+    if len(symbols) != 1:
+        raise ValueError(f"a module holds one kernel's code, got {sorted(symbols)}")
+    out = MAGIC + _field(images[0].symbol.encode())
+    for img in images:
+        for f in _FIELDS[1:]:
+            v = getattr(img, f)
+            out += _field(v if isinstance(v, bytes) else v.encode())
+    return out
 
 
 def _take(data: bytes, pos: int) -> Tuple[bytes, int]:
+    if pos + 8 > len(data):
+        raise ValueError("truncated tiledsl.cuda module")
     n, = struct.unpack_from("<Q", data, pos)
+    if pos + 8 + n > len(data):
+        raise ValueError("truncated tiledsl.cuda module")
     return data[pos + 8:pos + 8 + n], pos + 8 + n
 
 
-def parse_module_bytes(data: bytes) -> ModuleImage:
+def parse_module_bytes(data: bytes) -> List[ModuleImage]:
+    """The images of a module's bytes (the inverse of `module_bytes`)."""
     if not data.startswith(MAGIC):
         raise ValueError("not a tiledsl.cuda module")
-    pos, vals = len(MAGIC), []
-    for _ in _FIELDS:
-        v, pos = _take(data, pos)
-        vals.append(v)
-    if pos != len(data):
-        raise ValueError("trailing bytes after a tiledsl.cuda module")
-    return ModuleImage(*(v if f == "cubin" else v.decode() for f, v in zip(_FIELDS, vals)))
+    symbol, pos = _take(data, len(MAGIC))
+    images = []
+    while pos < len(data):
+        vals = []
+        for f in _FIELDS[1:]:
+            v, pos = _take(data, pos)
+            vals.append(v if f == "cubin" else v.decode())
+        images.append(ModuleImage(symbol.decode(), *vals))
+    return images
 
 
 def library_bin(modules: Sequence[Tuple[str, bytes]], imports: Sequence[Sequence[int]]) -> bytes:

@@ -270,15 +270,19 @@ class JITKernel:
         from ..profiler import bench
         return bench(self, *self.full_args(args), warmup=warmup, rep=rep, flush=flush, timeout=timeout)
 
-    def export_library(self, path: "str | os.PathLike") -> str:
+    def export_library(self, path: "str | os.PathLike", archs: Optional[Sequence[str]] = None) -> str:
         """Write the kernel as one shared library at `path` and return the path.
 
         `tvm_ffi.load_module(path)[kernel.name]` calls it, with the same argument checks, in a
-        process that never imports tiledsl; C++ loads it with `tvm::ffi::Module::LoadFromFile`.
-        It links to the libtvm_ffi of this environment's apache-tvm-ffi."""
+        process that never imports tiledsl; C++ loads it with `tvm::ffi::Module::LoadFromFile`;
+        `tiledsl.load(path)` makes it a JITKernel again. It links to the libtvm_ffi of this
+        environment's apache-tvm-ffi. `archs` (CUDA kernels built with NVRTC): also code for
+        these GPUs, e.g. `archs=["sm_80", "sm_90a"]`."""
         path = os.fspath(path)
+        if archs is not None and not (self.target.kind == "cuda" and self.target.backend == "nvrtc"):
+            raise ValueError(f"{self.name}: archs= is for CUDA kernels compiled with NVRTC")
         if self._exporter is not None:
-            self._exporter(path)
+            self._exporter(path, archs=archs) if archs is not None else self._exporter(path)
             return path
         if self.library is None:
             raise NotImplementedError(f"{self.name}: the {self.target.kind} backend runs this kernel in "
