@@ -223,11 +223,12 @@ def _compile_nvrtc(func: ir.PrimFunc, target: Target, out_idx: Sequence[int],
         module.import_module(device)
         fn = module[symbol]
     report.log("compiled" if entry.built else "loaded", target, entry.key)
-    source = lambda: image.source + "\n" + entry.file(entry.meta["host"]).read_text()  # noqa: E731
-    kernel = JITKernel(func, lambda: _lower(func, target), source,
+    # Read now: a later tiledsl.cache.clear() must not take the host code from the kernel's export.
+    host = entry.file(entry.meta["host"]).read_text()
+    kernel = JITKernel(func, lambda: _lower(func, target), image.source + "\n" + host,
                        str(entry.file(entry.meta["library"])), fn, out_idx, target,
                        written=entry.meta["written"], cache_key=entry.key,
-                       exporter=lambda path, archs=None: export_nvrtc(entry, image, func, target, path, archs))
+                       exporter=lambda path, archs=None: export_nvrtc(host, image, func, target, path, archs))
     kernel._module = module
     kernel._device_module = device
     return kernel
@@ -253,7 +254,7 @@ def _arch_image(func: ir.PrimFunc, target: Target, arch: str, like: ModuleImage)
     return ModuleImage(func.name, arch, table, cubin, parts.device)
 
 
-def export_nvrtc(entry: "cache.Entry", image: ModuleImage, func: ir.PrimFunc, target: Target,
+def export_nvrtc(host: str, image: ModuleImage, func: ir.PrimFunc, target: Target,
                  path: "str | os.PathLike", archs: Optional[Sequence[str]] = None) -> str:
     """One library at `path`: the host code, the module (with PTX) in `__tvm_ffi__library_bin` as
     [_lib imports tiledsl.cuda], and the module runtime's object, so it needs nothing of tiledsl
@@ -271,8 +272,7 @@ def export_nvrtc(entry: "cache.Entry", image: ModuleImage, func: ir.PrimFunc, ta
     _, runtime_object = runtime_files()
     with tempfile.TemporaryDirectory(prefix="tiledsl-export-", dir=path.parent) as tmp:
         src = Path(tmp) / "export.cc"
-        src.write_text(entry.file(entry.meta["host"]).read_text() + "\n"
-                       + c_data_symbol("__tvm_ffi__library_bin", blob))
+        src.write_text(host + "\n" + c_data_symbol("__tvm_ffi__library_bin", blob))
         out = Path(tmp) / path.name
         compile_shared(src, out, HOST_FLAGS + [str(runtime_object), "-ldl"], image.symbol)
         os.replace(out, path)  # a process that has the old file loaded keeps its mapping
