@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import List
 
-from ..ir import Buffer, Var
+from ..ir import Buffer
 from .cuda import CudaParts
 from .host import HOST_PRELUDE, render_host
 from .names import c_value_type
