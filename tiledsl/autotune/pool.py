@@ -25,8 +25,10 @@ Outcome = Tuple[str, str, float]
 _JOBS: Dict[int, tuple] = {}
 
 
-class _Timeout(Exception):
-    pass
+class _Timeout(BaseException):
+    """Raised by the SIGALRM handler. Not an Exception: a broad `except Exception` on the way
+    (Cython glue, a fallback in a probe) would otherwise turn a timeout into another error, or
+    swallow it."""
 
 
 def compile_configs(factory: Callable, args: Sequence[Any], kwargs: Mapping[str, Any],
@@ -80,7 +82,10 @@ def _compile_one(factory: Callable, args: Sequence[Any], kwargs: Mapping[str, An
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         factory(*args, **kwargs)
-        return ("ok", "", time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        if took > timeout:  # the alarm came while Python could not raise it (a finaliser, C code)
+            return ("timeout", f"compiling took longer than {timeout:g} s", took)
+        return ("ok", "", took)
     except _Timeout:
         return ("timeout", f"compiling took longer than {timeout:g} s", time.perf_counter() - t0)
     except TileDSLError as e:

@@ -184,10 +184,10 @@ class RayTuning:
         job_ref, settings_ref = ray.put(self.job), ray.put(self.s)
         run_id = uuid.uuid4().hex
         func_refs = {i: ray.put(funcs[i]) for i in configs}
-        pending: Dict[Any, tuple] = {}  # object ref -> ("build" | "measure", index, start time)
+        pending: Dict[Any, tuple] = {}  # object ref -> ("build" | "measure", index)
         for i in configs:
             out, art = tasks["build"].options(**self.build_opts).remote(func_refs[i], job_ref)
-            pending[out] = ("build", i, time.monotonic())
+            pending[out] = ("build", i)
             self.artifacts[i] = art
         builds_left = len(configs)
         # A backstop for a task that never answers: every task stops itself within its own
@@ -198,7 +198,7 @@ class RayTuning:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 self.bar.tick()
                 for ref in ready:
-                    what, i, _ = pending.pop(ref)
+                    what, i = pending.pop(ref)
                     if what == "build":
                         builds_left -= 1
                         rec = self._built(ref, i, configs[i], func_refs[i], job_ref, settings_ref,
@@ -211,7 +211,7 @@ class RayTuning:
                     if rec is not None:
                         on_record(rec)
         finally:
-            for ref, (what, i, _) in pending.items():
+            for ref, (what, i) in pending.items():
                 ray.cancel(ref, force=True)
                 on_record(Record(i, configs[i], "timeout",
                                  reason=f"no answer from the Ray task ({what}) before the run's deadline"))
@@ -228,7 +228,7 @@ class RayTuning:
             return Record(i, cfg, status, reason=reason)
         out = _tasks(self.ray)["measure"].options(**self.measure_opts).remote(
             func_ref, job_ref, self.artifacts[i], i, cfg, settings_ref, run_id)
-        pending[out] = ("measure", i, time.monotonic())
+        pending[out] = ("measure", i)
         return None
 
     def _measured(self, ref: Any, i: int, cfg: Dict[str, Any]) -> Record:
