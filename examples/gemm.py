@@ -16,12 +16,15 @@ from tiledsl.autotune import default_gemm_tiles as default_tiles
 
 @tiledsl.jit(out_idx=[-1])
 def matmul(M, N, K, block_M=64, block_N=64, block_K=32, dtype="float32", relu=True):
+    out = "int32" if dtype == "int8" else dtype  # int8 products add up in int32 (AVX512_VNNI where there is one)
+    acc = {"float64": "float64", "int8": "int32"}.get(dtype, "float32")
+
     @T.prim_func
-    def main(A: T.Tensor((M, K), dtype), B: T.Tensor((K, N), dtype), C: T.Tensor((M, N), dtype)):
+    def main(A: T.Tensor((M, K), dtype), B: T.Tensor((K, N), dtype), C: T.Tensor((M, N), out)):
         with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=128) as (bx, by):
             A_s = T.alloc_shared((block_M, block_K), dtype)
             B_s = T.alloc_shared((block_K, block_N), dtype)
-            C_f = T.alloc_fragment((block_M, block_N), "float64" if dtype == "float64" else "float32")
+            C_f = T.alloc_fragment((block_M, block_N), acc)
             T.clear(C_f)
             for k in T.Pipelined(T.ceildiv(K, block_K), num_stages=2):
                 T.copy(A[by * block_M, k * block_K], A_s)

@@ -17,10 +17,10 @@ DTYPES = {"float32": (np.float32, "float32", 1e-5), "float64": (np.float64, "flo
           "bfloat16": (ml_dtypes.bfloat16, "float32", 2e-2), "float16": (np.float16, "float32", 2e-3)}
 
 
-def make_gemm(isa, M, N, K, bm, bn, bk, dtype, ta=False, tb=False, swizzle=False):
-    acc = DTYPES[dtype][1]
+def make_gemm(isa, M, N, K, bm, bn, bk, dtype, ta=False, tb=False, swizzle=False, target=None):
+    acc = "int32" if dtype == "int8" else DTYPES[dtype][1]
 
-    @tiledsl.jit(out_idx=[-1], target=f"cpu -isa={isa}")
+    @tiledsl.jit(out_idx=[-1], target=target or f"cpu -isa={isa}")
     def gemm(M, N, K, bm, bn, bk, dtype, ta, tb, swizzle):
         @T.prim_func
         def main(A: T.Tensor((K, M) if ta else (M, K), dtype), B: T.Tensor((N, K) if tb else (K, N), dtype),
@@ -63,7 +63,13 @@ def check(kernel, M, N, K, dtype, ta=False, tb=False, seed=0):
 
 def used_impl(kernel):
     src = kernel.get_kernel_source()
-    return "ukr" if "tdsl_ukr_" in src else "loops"
+    return "dot" if "tdsl_ukd_" in src else "ukr" if "tdsl_ukr_" in src else "loops"
+
+
+# The dot-product rows take bfloat16 / int8 where the host has the instruction (and the build is
+# for the host's own ISA); elsewhere bfloat16 takes the converting FMA kernel, int8 the loops.
+HAS_BF16 = host_cpu().isa == "avx512" and host_cpu().has("avx512bf16")
+HAS_VNNI = host_cpu().isa == "avx512" and host_cpu().has("avx512vnni")
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -73,9 +79,71 @@ def test_micro_kernel_per_isa_and_dtype(isa, dtype):
         pass  # the scalar kernel converts too: covered like the others
     M, N, K = 67, 45, 33  # ragged against every MR, NR and the tiles
     k = make_gemm(isa, M, N, K, 32, 64, 16, dtype)
-    assert used_impl(k) == "ukr", f"{isa}/{dtype} should use its micro-kernel"
-    assert f"tdsl_ukr_{isa}_" in k.get_kernel_source()
+    if dtype == "bfloat16" and isa == "avx512" and HAS_BF16:
+        assert "tdsl_ukd_avx512_bf16_" in k.get_kernel_source()
+    else:
+        assert used_impl(k) == "ukr", f"{isa}/{dtype} should use its micro-kernel"
+        assert f"tdsl_ukr_{isa}_" in k.get_kernel_source()
     check(k, M, N, K, dtype)
+
+
+def check_int8(kernel, M, N, K, ta=False, tb=False, seed=0, extreme=False):
+    rng = np.random.default_rng(seed)
+    if extreme:  # every product at the ends of the range: the +128 offset and its correction
+        a = rng.choice(np.array([-128, 127], np.int8), (K, M) if ta else (M, K))
+        b = rng.choice(np.array([-128, 127], np.int8), (N, K) if tb else (K, N))
+    else:
+        a = rng.integers(-128, 128, (K, M) if ta else (M, K)).astype(np.int8)
+        b = rng.integers(-128, 128, (N, K) if tb else (K, N)).astype(np.int8)
+    A = a.astype(np.int64).T if ta else a.astype(np.int64)
+    B = b.astype(np.int64).T if tb else b.astype(np.int64)
+    c = kernel(a, b)
+    assert c.dtype == np.int32
+    np.testing.assert_array_equal(c, A @ B)
+
+
+DOT_CASES = [((67, 45, 36), (32, 64, 16), False, False), ((128, 96, 128), (64, 64, 64), False, False),
+             ((70, 90, 52), (32, 64, 16), True, True), ((33, 70, 256), (32, 64, 128), False, True),
+             ((40, 31, 20), (32, 32, 8), True, False), ((5, 3, 9), (8, 32, 8), False, False)]
+
+
+@pytest.mark.skipif(not HAS_BF16, reason="the host has no AVX512_BF16")
+@pytest.mark.parametrize("shape,tiles,ta,tb", DOT_CASES)
+def test_bf16_dot_product_kernel_against_numpy(shape, tiles, ta, tb):
+    M, N, K = shape
+    k = make_gemm("avx512", M, N, K, *tiles, "bfloat16", ta, tb)
+    assert "tdsl_ukd_avx512_bf16_8x32" in k.get_kernel_source()
+    check(k, M, N, K, "bfloat16", ta, tb)
+
+
+@pytest.mark.skipif(not HAS_VNNI, reason="the host has no AVX512_VNNI")
+@pytest.mark.parametrize("shape,tiles,ta,tb", DOT_CASES)
+def test_int8_vnni_kernel_against_numpy(shape, tiles, ta, tb):
+    M, N, K = shape
+    k = make_gemm("avx512", M, N, K, *tiles, "int8", ta, tb)
+    assert "tdsl_ukd_avx512_vnni_8x32" in k.get_kernel_source()
+    check_int8(k, M, N, K, ta, tb)
+    check_int8(k, M, N, K, ta, tb, seed=1, extreme=True)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_dot_rows_fall_back_without_the_instruction(dtype):
+    """A host without AVX512_BF16 / AVX512_VNNI (simulated: the features taken off the target), a
+    forced ISA (built for the plain x86-64 level) and a tile K that is not whole groups all get
+    the FMA kernel (bfloat16) or the loops (int8), with the same answers."""
+    h = host_cpu()
+    feats = tuple(f for f in h.features if f not in ("avx512bf16", "avx512vnni"))
+    targets = [Target("cpu", h.arch, feats, h.isa)]
+    if h.has("avx2") and h.isa != "avx2":
+        targets.append(Target.parse("cpu -isa=avx2"))
+    M, N, K = 45, 70, 37
+    for t in targets:
+        k = make_gemm(h.isa, M, N, K, 32, 64, 16, dtype, target=t)
+        assert used_impl(k) == ("loops" if dtype == "int8" or t.isa == "scalar" else "ukr")
+        check_int8(k, M, N, K) if dtype == "int8" else check(k, M, N, K, dtype)
+    odd_k = make_gemm(h.isa, M, N, K, 32, 64, 6 if dtype == "int8" else 7, dtype)
+    assert used_impl(odd_k) != "dot"
+    check_int8(odd_k, M, N, K) if dtype == "int8" else check(odd_k, M, N, K, dtype)
 
 
 @pytest.mark.parametrize("isa", ISAS)

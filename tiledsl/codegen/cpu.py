@@ -142,7 +142,14 @@ class CpuRenderer(CExpr):
         if s.atomic:
             self.atomic_store(s, d)
             return
-        value = c_to_storage(s.buffer.dtype, self.expr(s.value))
+        v = s.value
+        if isinstance(v, ir.Load) and s.buffer.dtype.is_narrow_float and v.buffer.dtype == s.buffer.dtype \
+                and v.dtype == s.buffer.dtype:
+            # A copy moves the stored bits (as numpy does): through float it would cost a conversion
+            # each way, and quiet signalling NaNs.
+            value = f"{self.names.buffer(v.buffer)}[{self.expr(v.indices[0])}]"
+        else:
+            value = c_to_storage(s.buffer.dtype, self.expr(v))
         self.emit(d, f"{self.names.buffer(s.buffer)}[{self.expr(s.indices[0])}] = {value};")
 
     def atomic_store(self, s: Store, d) -> None:

@@ -107,6 +107,11 @@ class BodyEmitter(ExprEmitter):
         f.start_block(done)
 
     def s_Store(self, s: Store) -> None:
+        if not s.atomic and _same_narrow_float(s):  # a copy moves the stored bits (as numpy does)
+            dt = s.buffer.dtype
+            raw = self.fn.load(storage_type(dt), self.address(s.value.buffer, s.value.indices[0]))
+            self.fn.store(raw, self.address(s.buffer, s.indices[0]))
+            return
         v = self.convert(self.expr(s.value), s.value.dtype, s.buffer.dtype)
         if s.atomic:
             self.atomic_store(s, v, self.address(s.buffer, s.indices[0]))
@@ -272,3 +277,10 @@ def _heap_alloc(fn: Function, module: Module, nbytes: int) -> Val:
     fn.start_block(ok)
     return fn.load("ptr", slot)
 
+
+def _same_narrow_float(s: Store) -> bool:
+    """A narrow float stored straight from a load of the same type: a copy, with no rounding to
+    do. Going through float would cost a conversion each way and quiet signalling NaNs."""
+    v = s.value
+    return (isinstance(v, Load) and s.buffer.dtype.is_narrow_float
+            and v.buffer.dtype == s.buffer.dtype and v.dtype == s.buffer.dtype)
