@@ -7,9 +7,11 @@
 
 compile: each round starts a fresh process with an empty cache directory, imports tiledsl and
   the example, and times `matmul(n, n, n)` for the example's two sizes (1024, then 1000): the
-  first includes the LLVM backend's one-time JIT set-up (its runtime module), the second is
-  what every further kernel costs. A second fresh process on the same cache directory then
-  times the same two calls: kernels loaded from the disk cache. Best (and median) of --rounds.
+  first includes the one-time set-up (for LLVM: asking llvmlite for the host CPU, compiling its
+  runtime module), the second is what every further kernel costs. Then three more fresh
+  processes on that cache directory: with the kernels removed but the per-machine probes kept
+  (`probes/`: what any process after the very first one on a machine has), and twice with
+  everything kept (kernels loaded from the disk cache). Min and median of --rounds.
 gemm: the example's GEMM (fp32, ReLU epilogue, default tiles) from both backends in one
   process, timed alternately for --rounds rounds, each the fastest of --reps runs after a
   warm-up; the fastest run of each backend is reported.
@@ -51,28 +53,31 @@ print(json.dumps(out))
 
 def bench_compile(rounds: int) -> None:
     import statistics
-    runs = {}  # backend -> [(cold first, cold next, disk first, disk next)]
+    import shutil
+    import statistics
+    columns = ("empty cache", "probes kept", "from disk")
+    runs = {}  # backend -> column -> [(first, next)]
     for r in range(rounds):
         for backend in ("cxx", "llvm"):
-            row = []
             with tempfile.TemporaryDirectory() as cache:
                 env = dict(os.environ, TILEDSL_CACHE_DIR=cache)
-                for _ in ("cold", "from disk"):
+                for col in columns + ("from disk",):
+                    if col == "probes kept":
+                        shutil.rmtree(os.path.join(cache, "kernels"), ignore_errors=True)
                     out = subprocess.run([sys.executable, "-c", CHILD, os.path.join(HERE, "..", "examples"),
                                           backend], capture_output=True, text=True, env=env, check=True)
-                    row += json.loads(out.stdout.strip().splitlines()[-1])
-            runs.setdefault(backend, []).append(row)
-    print(f"compile of the example GEMM in a fresh process: cold (empty cache) and from the disk cache "
-          f"(a second process); min / median of {rounds}")
-    print(f"{'backend':>8} {'cold first':>17} {'cold next':>17} {'disk first':>17} {'disk next':>17}")
-    best = {}
-    for backend, rows in runs.items():
-        cols = list(zip(*rows))
-        best[backend] = [min(c) for c in cols]
-        print(f"{backend:>8} " + " ".join(f"{min(c) * 1e3:7.1f} / {statistics.median(c) * 1e3:6.1f} ms"
-                                          for c in cols))
-    print(f"llvm / cxx (min): {best['llvm'][0] / best['cxx'][0]:.2f} (cold first), "
-          f"{best['llvm'][1] / best['cxx'][1]:.2f} (cold next), {best['llvm'][2] / best['cxx'][2]:.2f} (disk first)")
+                    runs.setdefault(backend, {}).setdefault(col, []).append(
+                        json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"the example GEMM's compile in a fresh process, first kernel (1024) / next kernel (1000), ms: "
+          f"min and median of {rounds} rounds (load average {os.getloadavg()[0]:.2f})")
+    print(f"{'backend':>8}" + "".join(f"{c:>30}" for c in columns))
+    for backend, cols in runs.items():
+        cells = []
+        for c in columns:
+            first, nxt = zip(*cols[c])
+            cells.append(f"{min(first) * 1e3:6.1f} ({statistics.median(first) * 1e3:5.1f}) / "
+                         f"{min(nxt) * 1e3:5.1f} ({statistics.median(nxt) * 1e3:5.1f})")
+        print(f"{backend:>8}" + "".join(f"{c:>30}" for c in cells))
 
 
 def bench_gemm(sizes, rounds: int, reps: int) -> None:
