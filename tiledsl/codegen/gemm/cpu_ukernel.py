@@ -82,6 +82,33 @@ def _scalar_a(inp: str, expr: str) -> str:
     return c_from_storage(dtype(inp), expr)
 
 
+_KC = 64  # k values of A converted to float per chunk: 8 rows x 64 floats, 2 KiB of L1
+
+
+def _converted_k_loop(v: _Vec, inp: str, it: str, mr: int, nv: int) -> List[str]:
+    """The k loop for 16-bit inputs. Converting each broadcast A element on its own is a scalar
+    conversion per FMA row (8 per 16 FMAs) and was the kernel's bottleneck; instead each chunk of
+    `_KC` k values of the MR rows is converted with vector conversions (vcvtph2ps, or the bf16
+    shift) into a float panel first, and the loop broadcasts from it as the float32 kernel does.
+    B rows are converted as they are loaded (one vector conversion per vector of FMAs)."""
+    L = v.lanes
+    out = [f"  alignas(64) float ap[{mr * _KC}];",
+           f"  for (int64_t k0 = 0; k0 < K; k0 += {_KC}) {{",
+           f"    const int64_t kc = K - k0 < {_KC} ? K - k0 : {_KC};",
+           f"    for (int r = 0; r < {mr}; ++r) {{",
+           f"      const {it}* ar = a + r * sr + k0 * sk; float* apr = ap + r * {_KC}; int64_t q = 0;",
+           f"      if (sk == 1) for (; q + {L} <= kc; q += {L}) {v.store}(apr + q, {_load_b(v, inp, 'ar + q')});",
+           f"      for (; q < kc; ++q) apr[q] = {_scalar_a(inp, 'ar[q * sk]')};",
+           "    }", "#pragma GCC unroll 2", "    for (int64_t k = 0; k < kc; ++k) {",
+           "      const " + it + "* bk = b + (k0 + k) * ldb;"]
+    for j in range(nv):
+        out.append(f"      const {v.t} b{j} = {_load_b(v, inp, f'bk + {j * L}')};")
+    for r in range(mr):
+        out.append(f"      {{ const {v.t} av = {v.set1}(ap[{r * _KC} + k]); "
+                   + " ".join(f"c{r}_{j} = {v.fma}(av, b{j}, c{r}_{j});" for j in range(nv)) + " }")
+    return out + ["    }"]
+
+
 def render_ukernel(name: str, isa: str, inp: str, acc: str) -> str:
     """C++ for `name(K, a, sr, sk, b, ldb, c, ldc, m, n)`: the full MR x NR kernel, and plain
     loops for an m x n edge micro-tile."""
@@ -109,13 +136,16 @@ def render_ukernel(name: str, isa: str, inp: str, acc: str) -> str:
         for r in range(mr):
             lines.append("  " + " ".join(f"{v.t} c{r}_{j} = {v.load}(c + {r} * ldc + {j * v.lanes});"
                                          for j in range(nv)))
-        lines.append("#pragma GCC unroll 2")
-        lines.append("  for (int64_t k = 0; k < K; ++k) {")
-        for j in range(nv):
-            lines.append(f"    const {v.t} b{j} = {_load_b(v, inp, f'b + k * ldb + {j * v.lanes}')};")
-        for r in range(mr):
-            lines.append(f"    {{ const {v.t} av = {v.set1}({_scalar_a(inp, f'a[{r} * sr + k * sk]')}); "
-                         + " ".join(f"c{r}_{j} = {v.fma}(av, b{j}, c{r}_{j});" for j in range(nv)) + " }")
+        if inp in ("float16", "bfloat16"):
+            lines += _converted_k_loop(v, inp, it, mr, nv)
+        else:
+            lines.append("#pragma GCC unroll 2")
+            lines.append("  for (int64_t k = 0; k < K; ++k) {")
+            for j in range(nv):
+                lines.append(f"    const {v.t} b{j} = {_load_b(v, inp, f'b + k * ldb + {j * v.lanes}')};")
+            for r in range(mr):
+                lines.append(f"    {{ const {v.t} av = {v.set1}({_scalar_a(inp, f'a[{r} * sr + k * sk]')}); "
+                             + " ".join(f"c{r}_{j} = {v.fma}(av, b{j}, c{r}_{j});" for j in range(nv)) + " }")
         lines.append("  }")
         for r in range(mr):
             lines.append("  " + " ".join(f"{v.store}(c + {r} * ldc + {j * v.lanes}, c{r}_{j});"
