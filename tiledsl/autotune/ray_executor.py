@@ -157,7 +157,9 @@ class RayTuning:
             elif len(nodes) > 1:
                 log.warning("Ray nodes do not declare their CPU (resource %s): tasks check their "
                             "node and refuse a mismatch; see docs/autotune_cluster.md", res)
-            cpus = ex.measure_cpus or min(n["Resources"].get("CPU", 1.0) for n in (fit or nodes))
+            # A head node started with --num-cpus=0 runs no tasks: it does not set the size.
+            sizes = [n["Resources"].get("CPU", 0.0) for n in (fit or nodes)]
+            cpus = ex.measure_cpus or min((c for c in sizes if c > 0), default=1.0)
             measure["num_cpus"] = cpus
             # libgomp reads its thread count once per process: measure tasks get workers of
             # their own, started with as many threads as the CPUs they hold.
