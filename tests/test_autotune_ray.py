@@ -143,10 +143,22 @@ def test_build_timeouts_are_per_config_results(cluster, cache_dir):
     assert str(e.value).count("timeout: compiling took longer than 0.001 s") == 2
 
 
-def test_what_the_tasks_ask_for(cluster):
+def test_what_the_tasks_ask_for(cluster, monkeypatch):
+    def with_gpu():  # this cluster has no GPU: pretend its node has one
+        nodes = real_nodes()
+        nodes[0]["Resources"]["GPU"] = 1.0
+        return nodes
+    real_nodes = ray.nodes
+    monkeypatch.setattr(ray, "nodes", with_gpu)
     gpu = RayTuning(RayExecutor(), Job("k", (), Target("cuda", "sm_90a"), "", 10.0), None, Progress("k", 0, False))
     assert gpu.measure_opts["num_gpus"] == 1 and gpu.measure_opts["num_cpus"] == 1
     assert gpu.build_opts["num_cpus"] == 1 and "num_gpus" not in gpu.build_opts
+    monkeypatch.setattr(ray, "nodes", real_nodes)
+    # Ray would keep a task nobody can run pending for ever: refused at once instead.
+    with pytest.raises(tiledsl.TileDSLError, match="no node of the Ray cluster can run a measure task, which asks for CPU=1, GPU=1"):
+        RayTuning(RayExecutor(), Job("k", (), Target("cuda", "sm_90a"), "", 10.0), None, Progress("k", 0, False))
+    with pytest.raises(tiledsl.TileDSLError, match="build task, which asks for CPU=3"):
+        RayTuning(RayExecutor(build_cpus=3), Job("k", (), host_cpu(), "cxx", 10.0), None, Progress("k", 0, False))
     cpu = RayTuning(RayExecutor(), Job("k", (), host_cpu(), "cxx", 10.0), None, Progress("k", 0, False))
     # the whole (2-CPU) node, with as many OpenMP threads; no CPU resource declared on this cluster
     assert cpu.measure_opts["num_cpus"] == 2 and "num_gpus" not in cpu.measure_opts

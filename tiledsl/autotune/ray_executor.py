@@ -175,6 +175,8 @@ class RayTuning:
                 measure["runtime_env"] = dict(ex.measure_runtime_env)
         if ex.build_runtime_env:
             build["runtime_env"] = dict(ex.build_runtime_env)
+        for what, opts in (("build", build), ("measure", measure)):
+            _check_feasible(what, opts, nodes)
         return build, measure, where
 
     def run(self, funcs: Dict[int, Any], configs: Dict[int, Dict[str, Any]],
@@ -258,6 +260,19 @@ class RayTuning:
                 install(art)
         except Exception as e:  # noqa: BLE001 - only costs a local compile of the winner
             log.info("could not fetch the winner's artifact (%s); compiling it here", e)
+
+
+def _check_feasible(what: str, opts: Dict[str, Any], nodes: list) -> None:
+    """Refuse at once what no node can give: Ray would keep such a task pending for ever (a
+    CUDA target on a cluster without GPUs, measure_cpus above every node's count)."""
+    want = {"CPU": opts.get("num_cpus", 0.0), "GPU": opts.get("num_gpus", 0.0), **opts.get("resources", {})}
+    want = {k: v for k, v in want.items() if v}
+    if any(all(n["Resources"].get(k, 0.0) >= v for k, v in want.items()) for n in nodes):
+        return
+    have = "; ".join(", ".join(f"{k}={v:g}" for k, v in sorted(n["Resources"].items())
+                               if not k.startswith(("node:", "memory", "object_store"))) for n in nodes)
+    raise TileDSLError(f"no node of the Ray cluster can run a {what} task, which asks for "
+                       f"{', '.join(f'{k}={v:g}' for k, v in want.items())}; the nodes have: {have or 'nothing'}")
 
 
 def _ray_failure(ray: Any, e: BaseException, doing: str) -> tuple:
