@@ -116,7 +116,6 @@ def test_a_killed_worker_is_that_configs_failure_and_the_run_completes(cluster, 
     assert [x.cached for x in again.records] == [True, False, True] and again.config == {"block": 64}
 
 
-@pytest.mark.cxx_only
 def test_an_artifact_built_in_one_worker_runs_in_another_with_a_cold_cache(cluster, cache_dir, tmp_path):
     built, measured = tmp_path / "build-node", tmp_path / "measure-node"
     ex = RayExecutor(build_runtime_env={"env_vars": {"TILEDSL_CACHE_DIR": str(built)}},
@@ -131,9 +130,9 @@ def test_an_artifact_built_in_one_worker_runs_in_another_with_a_cold_cache(clust
         assert rec.ok, rec.reason
         assert rec.extra["artifact"] == "installed" and not rec.extra["rebuilt"]
         assert rec.extra["built_on"] != rec.extra["measured_on"]
-    libs = {p.name: p.read_bytes() for p in built.rglob("kernels/*/*/*/*.so")}
-    assert len(libs) == 2
-    assert {p.name: p.read_bytes() for p in measured.rglob("kernels/*/*/*/*.so")} == libs
+    def entries(cache):  # what each built entry holds (the manifest names its creation time)
+        return {p.name: p.read_bytes() for p in cache.glob("kernels/*/*/*/*") if p.name != "manifest.json"}
+    assert len(entries(built)) >= 2 and entries(measured) == entries(built)  # library (or object), source
     assert not list(measured.rglob("kernels/*/.tmp/*"))  # nothing was compiled there
 
 

@@ -55,10 +55,10 @@ def origin() -> str:
 
 
 def artifact_of(kernel: Any) -> Optional[Artifact]:
-    """The cache entry `kernel` was loaded from, or None for a kernel that has none (the LLVM
-    backend and the interpreter build in process)."""
+    """The cache entry `kernel` was loaded from (a C++ or CUDA library, LLVM object code), or
+    None for a kernel that has none (the interpreter)."""
     key = getattr(kernel, "cache_key", None)
-    if not key or getattr(kernel, "library", None) is None:
+    if not key:
         return None
     for manifest in sorted((cache.root() / "kernels").glob(f"*/{key[:2]}/{key}/manifest.json")):
         kind = manifest.parent.parent.parent.name
