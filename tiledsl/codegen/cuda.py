@@ -131,20 +131,26 @@ class CudaRenderer(CpuRenderer):
         for v, g, axis in zip(k.block_vars, k.grid, "xyz"):
             self.emit(1, f"const int64_t {self.names.var(v)} = (int64_t)blockIdx.{axis};")
             self.ranges[v] = loop_range(Const(0), g, self.ranges)
-        offset = 0
+        # Shared tiles sit where plan_shared_memory put them (it checked the total against the arch).
+        plan = {name: (offset, nbytes) for name, offset, nbytes in k.smem}
+        total = 0
         for b in k.allocs:
             n = b.shape[0].value
             ctype = c_storage_type(b.dtype)
             if b.scope == "shared":
+                if plan.get(b.name, (0, -1))[1] != n * b.dtype.itemsize:
+                    raise LoweringError(f"shared tile '{b.name}' was added or resized after "
+                                        f"plan_shared_memory (a bug in tiledsl's pass order)", k.span)
+                offset = plan[b.name][0]
                 self.emit(1, f"{ctype}* __restrict__ {self.names.buffer(b)} = ({ctype}*)(tdsl_smem + {offset});")
-                offset += (n * b.dtype.itemsize + 15) // 16 * 16
+                total = max(total, offset + (n * b.dtype.itemsize + 15) // 16 * 16)
             else:
                 self.emit(1, f"{ctype} {self.names.buffer(b)}[{n}];")
         self.stmt(k.body, 1)
         self.emit(0, "}")
         for v in (THREAD_X,) + tuple(k.block_vars):
             self.ranges.pop(v, None)
-        return offset
+        return total
 
 
 @dataclass

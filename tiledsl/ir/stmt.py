@@ -115,6 +115,8 @@ class Kernel(Stmt):
     `allocs` are the block's shared / fragment / local buffers (fresh per block).
     `threads` is the GPU block size; the CPU runs a block on one core.
     `layout_spans` are (buffer name, Span) of each `T.annotate_layout`, for error messages only.
+    `smem` is (buffer name, byte offset, bytes) of each shared tile in the GPU block's dynamic
+    shared memory: set by `plan_shared_memory`, rendered by `codegen/cuda.py`; () before.
     """
     grid: tuple
     block_vars: tuple
@@ -123,6 +125,7 @@ class Kernel(Stmt):
     body: Stmt
     span: Optional[Span] = _span()
     layout_spans: tuple = field(default=(), compare=False, kw_only=True, repr=False)
+    smem: tuple = field(default=(), kw_only=True, repr=False)
 
 
 THREAD_X = Var("thread_x", INDEX)

@@ -19,6 +19,7 @@ from .infer_layout import infer_layout
 from .insert_barriers import insert_barriers
 from .lower_gpu_ops import attach_scratch
 from .partition_threads import partition_threads
+from .plan_shared_memory import plan_shared_memory
 
 __all__ = ["pipeline", "run"]
 
@@ -55,6 +56,7 @@ _CUDA: List[Tuple[str, Pass]] = [
     ("verify_layouts", _verify_tile),
     ("lower_tile_ops", lower_tile_ops),
     ("attach_scratch", attach_scratch),
+    ("plan_shared_memory", plan_shared_memory),
     ("legalize_memory", lambda f, t: legalize_memory(f)),
     ("lower_pipelined", lambda f, t: lower_pipelined_cpu(f)),
     ("partition_threads", partition_threads),
