@@ -166,20 +166,32 @@ def test_fragment_read_by_another_thread_is_an_error():
     assert "y[i, j] = x[j, i]" in str(e.value) or "T.Parallel(16, 16)" in str(e.value)
 
 
-def test_gemm_reading_a_fragment_operand_asks_for_shared_memory():
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_gemm_with_a_fragment_operand(dtype):
+    """FlashAttention's P @ V: A is a fragment (the FMA row for float32, mma for float16), here
+    with the fragment of a previous GEMM's accumulator, cast as P is."""
     @T.prim_func
-    def main(A: T.Tensor((16, 16), "float32"), B: T.Tensor((16, 16), "float32"),
-             C: T.Tensor((16, 16), "float32")):
-        with T.Kernel(1, threads=32) as bx:
-            a = T.alloc_fragment((16, 16), "float32")
-            b = T.alloc_shared((16, 16), "float32")
-            c = T.alloc_fragment((16, 16), "float32")
-            T.copy(A, a)
-            T.copy(B, b)
-            T.gemm(a, b, c, clear_accum=True)
+    def main(A: T.Tensor((32, 16), dtype), B: T.Tensor((16, 32), dtype), D: T.Tensor((32, 16), dtype),
+             C: T.Tensor((32, 16), "float32")):
+        with T.Kernel(1, threads=64) as bx:
+            a_s = T.alloc_shared((32, 16), dtype)
+            b_s = T.alloc_shared((16, 32), dtype)
+            d_s = T.alloc_shared((32, 16), dtype)
+            s = T.alloc_fragment((32, 32), "float32")
+            p = T.alloc_fragment((32, 32), dtype)
+            c = T.alloc_fragment((32, 16), "float32")
+            T.copy(A, a_s)
+            T.copy(B, b_s)
+            T.copy(D, d_s)
+            T.gemm(a_s, b_s, s, clear_accum=True)
+            T.copy(s, p)
+            T.gemm(p, d_s, c, clear_accum=True)
             T.copy(c, C)
-    with pytest.raises(tiledsl.LoweringError, match="reads A from shared memory"):
-        tiledsl.compile(main, out_idx=[-1], target=EMU)
+    rng = np.random.default_rng(5)
+    a, b, d = ((rng.standard_normal(shape) / 4).astype(dtype) for shape in ((32, 16), (16, 32), (32, 16)))
+    got = tiledsl.compile(main, out_idx=[-1], target=EMU)(a, b, d)
+    p = (a.astype(np.float32) @ b.astype(np.float32)).astype(dtype).astype(np.float32)
+    np.testing.assert_allclose(got, p @ d.astype(np.float32), rtol=2e-3, atol=2e-3)
 
 
 # ------------------------------------------------------------------------- nvcc, no GPU needed

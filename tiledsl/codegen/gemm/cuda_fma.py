@@ -4,17 +4,18 @@ C's fragment is register-blocked: the block's threads form a `TM x TN` grid and 
 `(ti, tj)` owns rows `ti, ti + TM, ...` and columns `tj, tj + TN, ...`, so each k step loads
 `M/TM` A values and `N/TN` B values from shared memory for `(M/TM) * (N/TN)` FMAs, and a warp
 reads consecutive B columns (no bank conflicts). The lowering is a k loop around a
-`T.Parallel` nest over C; `partition_threads` turns C into registers.
+`T.Parallel` nest over C; `partition_threads` turns C into registers. A fragment A or B
+(FlashAttention's P) is staged through shared memory first (`cuda_stage`).
 """
 from __future__ import annotations
 
 import math
 
 from ... import ir
-from ...errors import LoweringError
 from ...ir import Gemm, Region
 from ...layout import Fragment
 from ...target import Target
+from .cuda_stage import stage_fragment_operands
 
 __all__ = ["CudaFma", "fma_fragment"]
 
@@ -54,11 +55,7 @@ class CudaFma:
         return {c.name: f} if f is not None else {}
 
     def lower(self, g: Gemm, target: Target, namer) -> ir.Stmt:
-        for op, r in (("A", g.a), ("B", g.b)):
-            if r.buffer.scope == "fragment":
-                raise LoweringError(f"T.gemm on the GPU reads {op} from shared memory, but "
-                                    f"'{r.buffer.name}' is a fragment", g.span,
-                                    hint=f"T.copy it into a T.alloc_shared tile and pass that")
+        staged, g = stage_fragment_operands(g, namer)
         m, n = (e.value for e in g.c.matrix_extents(2))
         ka = g.a.matrix_extents(2)
         k = (ka[0] if g.trans_a else ka[1]).value
@@ -72,5 +69,5 @@ class CudaFma:
                       ir.For(j, ir.const(0), ir.const(n), "parallel", update, span=g.span), span=g.span)
         loop = ir.For(kk, ir.const(0), ir.const(k), "serial", nest, span=g.span)
         if g.clear_accum:
-            return ir.seq(ir.Fill(g.c, ir.const(0, acc_t), span=g.span), loop)
-        return loop
+            loop = ir.seq(ir.Fill(g.c, ir.const(0, acc_t), span=g.span), loop)
+        return ir.seq(*staged, loop)

@@ -18,6 +18,7 @@ from ... import ir
 from ...ir import THREAD_X, Buffer, BufferPtr, ExternCall, Gemm, Region
 from ...layout import Layout, LayoutError, make_mma_block_fragment, warp_partition
 from ...target import Target
+from .cuda_stage import stage_fragment_operands
 
 __all__ = ["CudaMma", "a_element", "b_element", "c_element"]
 
@@ -83,7 +84,10 @@ def render_mma(name: str, dtype: str, trans_a: bool, trans_b: bool) -> str:
 
 
 def _plain(region: Region) -> bool:
+    """A whole row-major shared tile, or a fragment (staged into one by `cuda_stage`)."""
     b = region.buffer
+    if b.scope == "fragment":
+        return b.ndim == 2 and region == Region.full(b)
     return (b.ndim == 2 and region == Region.full(b) and b.scope == "shared"
             and (b.layout is None or b.layout == Layout.identity(b.static_shape)))
 
@@ -102,15 +106,19 @@ class CudaMma:
         if not (_plain(g.a) and _plain(g.b)):
             return False
         k = a.static_shape[0] if g.trans_a else a.static_shape[1]
-        return k % 16 == 0
+        m, n = c.static_shape
+        return k % 16 == 0 and m % 16 == 0 and n % 8 == 0  # one warp can always do it then
 
     def _fragment(self, g: Gemm, threads: int):
-        if threads % 32:
-            return None
-        try:
-            return make_mma_block_fragment(*g.c.buffer.static_shape, threads // 32, g.policy)
-        except LayoutError:
-            return None
+        """C's fragment over the most warps (of the block's) that tile C by m16n8: a tile too
+        small for all of them leaves the rest idle during the GEMM instead of failing."""
+        warps = threads // 32
+        for w in sorted({w for w in range(1, warps + 1) if warps % w == 0}, reverse=True):
+            try:
+                return make_mma_block_fragment(*g.c.buffer.static_shape, w, g.policy)
+            except LayoutError:
+                continue
+        return None
 
     def layouts(self, g: Gemm, t: Target, threads: int) -> dict:
         f = self._fragment(g, threads)
@@ -121,6 +129,7 @@ class CudaMma:
         return {g.c.buffer.name: f}
 
     def lower(self, g: Gemm, target: Target, namer) -> ir.Stmt:
+        staged, g = stage_fragment_operands(g, namer)
         c = g.c.buffer
         m, n = c.static_shape
         f = c.layout
@@ -148,6 +157,8 @@ class CudaMma:
         body = ir.For(mi, ir.const(0), ir.const(wm_size // 16), "unroll",
                       ir.For(ni, ir.const(0), ir.const(wn_size // 8), "unroll", call, span=g.span), span=g.span)
         loop = ir.For(k0, ir.const(0), ir.const(k // 16), "serial", body, span=g.span)
+        # C may be spread over fewer warps than the block has (a small tile): the rest skip it.
+        loop = ir.If(ir.binop("<", THREAD_X, f.num_threads), loop, None, span=g.span)
         if g.clear_accum:
-            return ir.seq(ir.Fill(g.c, ir.const(0, c.dtype), span=g.span), loop)
-        return loop
+            loop = ir.seq(ir.Fill(g.c, ir.const(0, c.dtype), span=g.span), loop)
+        return ir.seq(*staged, loop)
