@@ -33,7 +33,7 @@ from ..layout import Fragment, Layout
 from ..layout.fragment import REP
 from ..target import Target
 
-__all__ = ["infer_layout", "strided_fragment", "replicated_fragment"]
+__all__ = ["infer_layout", "strided_fragment", "rows_fragment", "replicated_fragment"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,13 @@ def infer_layout(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
             if name in on_chip and on_chip[name].scope == "fragment" and name not in decided:
                 decided[name] = _Decision(replicated_fragment(on_chip[name].static_shape, threads),
                                           None, "a reduction result or row-wise operand", False)
+        # A fragment a T.Parallel loop indexes by something else in some dimension (top-k's
+        # vals[i, t] with a serial t) is owned by rows: each thread holds whole lines along
+        # those dimensions, so whichever element the loop picks is in its own registers.
+        for name, owned in sorted(_row_owned(func.body).items()):
+            if name in on_chip and on_chip[name].scope == "fragment" and name not in decided:
+                decided[name] = _Decision(rows_fragment(on_chip[name].static_shape, owned, threads),
+                                          None, "a T.Parallel loop indexing it by a non-loop value", False)
     _propagate(decided, links)
 
     for name, b in on_chip.items():
@@ -113,6 +120,31 @@ def strided_fragment(shape: tuple, threads: int) -> Fragment:
             e = e + x * st
         return e
     return Fragment(shape, lambda *idx: flat(*idx) % t, lambda *idx: flat(*idx) // t)
+
+
+def rows_fragment(shape: tuple, owned: tuple, threads: int) -> Fragment:
+    """The `owned` dimensions spread like `strided_fragment` over them (so a T.Parallel loop over
+    just those dimensions is split the same way); the other dimensions whole in each thread."""
+    own = [shape[d] for d in owned]
+    rest = [d for d in range(len(shape)) if d not in owned]
+    lines = 1
+    for n in own:
+        lines *= n
+    t = max(d for d in range(1, min(threads, lines) + 1) if lines % d == 0)
+
+    inner = 1
+    for d in rest:
+        inner *= shape[d]
+
+    def flat(idx, dims):
+        e = idx[dims[0]] if dims else 0
+        for d in dims[1:]:
+            e = e * shape[d] + idx[d]
+        return e
+
+    def slot(*idx):
+        return flat(idx, owned) // t * inner + flat(idx, rest)
+    return Fragment(shape, lambda *idx: flat(idx, owned) % t, slot)
 
 
 def replicated_fragment(shape: tuple, threads: int) -> Fragment:
@@ -197,6 +229,40 @@ def _fragment_links(body: ir.Stmt) -> Tuple[List[Tuple[str, str, Optional[Span],
             partial.update(b.name for k, bufs in groups.items() if len(set(k)) < widest for b in bufs)
     ir.walk(body, visit)
     return links, partial
+
+
+def _row_owned(body: ir.Stmt) -> Dict[str, tuple]:
+    """Fragments some T.Parallel nest indexes by more than its loop variables in some
+    dimension -> the dimensions never indexed that way (empty: none, and left out)."""
+    free: Dict[str, Set[int]] = {}
+    ndim: Dict[str, int] = {}
+    inner: Set[int] = set()  # the inner loops of a nest are not nests of their own
+
+    def visit(node):
+        if not (isinstance(node, ir.For) and node.kind == "parallel") or id(node) in inner:
+            return
+        loop_vars = set()
+        f = node
+        while isinstance(f, ir.For) and f.kind == "parallel":
+            loop_vars.add(f.var)
+            if f is not node:
+                inner.add(id(f))
+            f = f.body
+
+        def access(n):
+            if isinstance(n, (ir.Load, ir.Store)) and n.buffer.scope == "fragment":
+                ndim[n.buffer.name] = len(n.indices)
+                dims = {d for d, e in enumerate(n.indices) if not ir.free_vars(e) <= loop_vars}
+                if dims:
+                    free.setdefault(n.buffer.name, set()).update(dims)
+        ir.walk(f, access)
+    ir.walk(body, visit)
+    out = {}
+    for name, dims in free.items():
+        owned = tuple(d for d in range(ndim[name]) if d not in dims)
+        if owned:
+            out[name] = owned
+    return out
 
 
 def _whole_fragment(r: ir.Region) -> bool:
