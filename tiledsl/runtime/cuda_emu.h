@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <math.h>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -18,6 +19,20 @@ struct dim3 {
 static thread_local dim3 threadIdx, blockIdx;
 static thread_local std::barrier<>* tdsl_emu_barrier;
 static thread_local unsigned char* tdsl_emu_smem;
+/* warp shuffles: each lane publishes its value in the block's exchange slots, and its warp
+   (32 threads, fewer in a partial last warp) meets at a barrier of its own before and after */
+static thread_local std::barrier<>* tdsl_emu_warp;
+static thread_local uint64_t* tdsl_emu_lanes;
+static thread_local unsigned tdsl_emu_nthreads;
+
+template <class U> static inline U tdsl_emu_shfl_xor(U v, int offset) {
+  unsigned t = threadIdx.x, src = t ^ (unsigned)offset;
+  tdsl_emu_lanes[t] = (uint64_t)v;
+  tdsl_emu_warp->arrive_and_wait();
+  U out = src < tdsl_emu_nthreads ? (U)tdsl_emu_lanes[src] : v;
+  tdsl_emu_warp->arrive_and_wait();
+  return out;
+}
 
 #define __global__
 #define __device__
@@ -38,6 +53,10 @@ static void tdsl_emu_launch(Kernel kernel, dim3 grid, dim3 block, size_t smem, A
         /* fresh shared memory per block, filled with a pattern so reads of unwritten data show */
         memset(memory.data(), 0x7f, memory.size());
         std::barrier<> bar(n);
+        std::vector<std::unique_ptr<std::barrier<>>> warps;
+        for (unsigned w = 0; w * 32 < n; ++w)
+          warps.emplace_back(new std::barrier<>(n - w * 32 < 32 ? n - w * 32 : 32));
+        std::vector<uint64_t> lanes(n);
         std::vector<std::thread> threads;
         threads.reserve(n);
         for (unsigned t = 0; t < n; ++t)
@@ -46,6 +65,9 @@ static void tdsl_emu_launch(Kernel kernel, dim3 grid, dim3 block, size_t smem, A
             blockIdx = dim3(x, y, z);
             tdsl_emu_barrier = &bar;
             tdsl_emu_smem = memory.data();
+            tdsl_emu_warp = warps[t / 32].get();
+            tdsl_emu_lanes = lanes.data();
+            tdsl_emu_nthreads = n;
             kernel(args...);
           });
         for (auto& th : threads) th.join();

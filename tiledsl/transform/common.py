@@ -13,6 +13,7 @@ class Namer:
     def __init__(self, prefix: str = ""):
         self.prefix = prefix
         self.n = 0
+        self.block_threads = 0  # the enclosing T.Kernel's threads, for lowerings that split over them
 
     def __call__(self, base: str, dtype=ir.INDEX) -> Var:
         self.n += 1

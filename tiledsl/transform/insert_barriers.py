@@ -15,7 +15,7 @@ import dataclasses
 from typing import Set, Tuple
 
 from .. import ir
-from ..ir import BufferPtr, ExternCall, For, If, Kernel, Load, Seq, Store
+from ..ir import THREAD_X, BufferPtr, ExternCall, For, If, Kernel, Load, Seq, Store
 from ..target import Target
 from .partition_threads import PARTITION
 
@@ -66,7 +66,11 @@ def _shared_access(s) -> Tuple[Set[str], Set[str]]:
 def _is_unit(s) -> bool:
     if isinstance(s, For):
         return s.annotation(PARTITION) is not None
-    return not isinstance(s, (Seq, If))
+    if isinstance(s, If):
+        # Only some threads enter a branch on the thread index: a barrier inside would wait
+        # for the others forever, so the branch is one unit (its barrier goes before it).
+        return THREAD_X in ir.free_vars(s.cond)
+    return not isinstance(s, Seq)
 
 
 def _block(s, state: _State):

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Callable, Dict, Type
 
 from .. import ir
-from ..errors import LoweringError
 from ..ir import Const, Copy, CumSum, Fill, Gemm, Reduce, StmtRewriter
 from ..ir.stmt import reduce_identity
 from ..target import Target
@@ -31,7 +30,9 @@ def lower_tile_ops(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
     namer = Namer()
 
     class _Lower(StmtRewriter):
-        pass
+        def visit_Kernel(self, k: ir.Kernel):
+            namer.block_threads = k.threads  # GPU lowerings that split work over the block read it
+            return self.generic(k)
 
     # A lowering may return other tile ops (a GEMM that clears C returns a Fill): lower those too.
     for node_type, fn in _LOWERINGS.items():
@@ -80,7 +81,7 @@ def _identity(kind: str, dt) -> ir.Expr:
 def _reduce(s: Reduce, target: Target, namer: Namer) -> ir.Stmt:
     if target.kind == "cuda":
         from .lower_gpu_ops import lower_reduce_gpu
-        return lower_reduce_gpu(s, namer, _identity(s.kind, s.dst.dtype), _combine)
+        return lower_reduce_gpu(s, namer, namer.block_threads, _identity, _combine)
     src, dst = s.src, s.dst
     shape = src.static_shape
     outer = [namer("i") for d in range(src.ndim) if d != s.dim]
@@ -107,11 +108,9 @@ def _cumsum(s: CumSum, target: Target, namer: Namer) -> ir.Stmt:
     # One running sum per line along `dim`, in the dst type (float32 for 16-bit floats); every
     # element is read before it is written, so src and dst may be the same tile.
     if target.kind == "cuda" and "fragment" in (s.src.scope, s.dst.scope):
-        # A line of a fragment is spread over threads' registers: a scan across them needs warp
-        # shuffles, which are not generated yet.
-        raise LoweringError("T.cumsum on the GPU works on shared tiles, not fragments", s.span,
-                            hint="T.copy the fragment into a T.alloc_shared tile, T.cumsum that, and "
-                                 "copy it back")
+        # A line of a fragment is spread over threads' registers: scanned in a shared tile.
+        from .lower_gpu_ops import stage_cumsum_gpu
+        return stage_cumsum_gpu(s, namer)
     shape = s.src.static_shape
     n = shape[s.dim]
     outer = [namer("i") for d in range(len(shape)) if d != s.dim]
