@@ -36,10 +36,15 @@ def layer_norm(M, N, block_M=4, eps=1e-5, dtype="float32"):
             T.copy(W[0], w_f)
             T.copy(Bias[0], b_f)
             T.reduce_sum(x_f, mean, dim=1)
+            # The mean is rounded once, before it is subtracted: `x - sum * (1 / N)` is one fused
+            # multiply-add on the GPU (nvcc contracts it), which skips that rounding, so a constant
+            # row would centre to -4.5e-8 instead of 0 there and not to 0 on the CPU.
+            for i in T.Parallel(block_M):
+                mean[i] = mean[i] * (1.0 / N)
             # Centre first, then square: var = E[(x - mean)^2] does not cancel the way
             # E[x^2] - mean^2 does when |mean| >> std.
             for i, j in T.Parallel(block_M, N):
-                x_f[i, j] = x_f[i, j] - mean[i] * (1.0 / N)
+                x_f[i, j] = x_f[i, j] - mean[i]
                 sq_f[i, j] = x_f[i, j] * x_f[i, j]
             T.reduce_sum(sq_f, rstd, dim=1)
             for i in T.Parallel(block_M):
