@@ -194,6 +194,17 @@ def test_gemm_with_a_fragment_operand(dtype):
     np.testing.assert_allclose(got, p @ d.astype(np.float32), rtol=2e-3, atol=2e-3)
 
 
+def test_print_on_the_gpu_gives_the_cpu_lines(capfd):
+    """T.print in device code: a loop's prints once per iteration (by the thread that runs it),
+    a block statement's once (by thread 0), the same lines as the interpreter in any order."""
+    from test_interp import printing
+    a = np.array([[1, 2, 3], [4.5, 5, 6]], np.float32)
+    tiledsl.compile(printing, [-1], target="interp")(a, 7)
+    want = capfd.readouterr().out.splitlines()
+    tiledsl.compile(printing, [-1], target=EMU)(a, 7)
+    assert sorted(capfd.readouterr().out.splitlines()) == sorted(want)
+
+
 # ------------------------------------------------------------------------- nvcc, no GPU needed
 
 needs_nvcc = pytest.mark.skipif(find_nvcc() is None, reason="no CUDA toolkit (nvcc)")
@@ -241,6 +252,8 @@ def test_nvcc_compiles_the_example_kernels(arch, tmp_path):
     target = Target.parse(f"cuda -arch={arch}")
     kernels = {"gemm": matmul(256, 256, 256, bm=64, bn=64, bk=32, threads=128),
                "softmax": softmax(64, 256, threads=128), "atomics_fp8_cumsum": atomics_fp8_cumsum()}
+    from test_interp import printing
+    kernels["print"] = printing
     for name, func in kernels.items():
         _, source = cuda_source(func, target)
         assert "__global__" in source and "TVMFFIEnvGetStream" in source

@@ -14,6 +14,7 @@ the tests check the CUDA code's arithmetic on a machine without a GPU.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import List
 
@@ -114,6 +115,10 @@ class CudaRenderer(CpuRenderer):
         super().atomic_store(s, d)
 
     def s_ExternCall(self, s, d):
+        if s.name.startswith("tdsl_print_"):  # T.print: the same printf, in device code
+            s = dataclasses.replace(s, definition=s.definition.replace(
+                "static void", "static __device__ void").replace(
+                "  fflush(stdout);\n", "#ifdef TDSL_EMU\n  fflush(stdout);\n#endif\n"))
         if not s.definition:
             args = ", ".join(self.expr(a) for a in s.args)
             self.emit(d, f"{s.name}({args});")

@@ -78,9 +78,10 @@ def infer_layout(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
     if target.kind == "cuda":
         # A fragment read by a partial index next to a fuller one (a reduction's row maxima
         # read in an (i, j) loop), or written by a reduction, is held whole by every thread.
+        # So is one used outside every T.Parallel loop (a scalar step, T.print of the tile).
         reduced = set()
         ir.walk(func.body, lambda n: reduced.add(n.dst.name) if isinstance(n, ir.Reduce) else None)
-        for name in sorted(partial | reduced):
+        for name in sorted(partial | reduced | _used_outside_parallel(func.body)):
             if name in on_chip and on_chip[name].scope == "fragment" and name not in decided:
                 decided[name] = _Decision(replicated_fragment(on_chip[name].static_shape, threads),
                                           None, "a reduction result or row-wise operand", False)
@@ -229,6 +230,20 @@ def _fragment_links(body: ir.Stmt) -> Tuple[List[Tuple[str, str, Optional[Span],
             partial.update(b.name for k, bufs in groups.items() if len(set(k)) < widest for b in bufs)
     ir.walk(body, visit)
     return links, partial
+
+
+def _used_outside_parallel(body: ir.Stmt) -> Set[str]:
+    """Fragments loaded or stored by a statement outside every T.Parallel loop."""
+    inside: Set[int] = set()
+    everywhere = []
+
+    def visit(n):
+        if isinstance(n, ir.For) and n.kind == "parallel":
+            ir.walk(n.body, lambda m: inside.add(id(m)))
+        elif isinstance(n, (ir.Load, ir.Store)) and n.buffer.scope == "fragment":
+            everywhere.append(n)
+    ir.walk(body, visit)
+    return {n.buffer.name for n in everywhere if id(n) not in inside}
 
 
 def _row_owned(body: ir.Stmt) -> Dict[str, tuple]:

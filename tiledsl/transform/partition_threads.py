@@ -30,6 +30,7 @@ from .infer_layout import strided_fragment
 __all__ = ["partition_threads", "PARTITION"]
 
 PARTITION = "thread_partition"  # annotation marking a slot loop made by this pass
+PRINT_PREFIX = "tdsl_print_"      # T.print's functions (language/printing.py)
 
 
 def partition_threads(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
@@ -77,6 +78,13 @@ class _Partition(_Registers):
         body = self.stmt(k.body)
         allocs = tuple(self.regs.get(b.name, b) for b in k.allocs)
         return dataclasses.replace(k, body=body, allocs=allocs)
+
+    def visit_ExternCall(self, s: ir.ExternCall):
+        s = self.generic(s)
+        if s.name.startswith(PRINT_PREFIX):
+            # A statement of the whole block runs in every thread: one of them prints it.
+            return ir.If(ir.binop("==", THREAD_X, 0), s, None, span=s.span)
+        return s
 
     # -- fragment accesses outside a parallel nest: only whole-held fragments --------------
 
@@ -187,6 +195,14 @@ class _Access(_Registers):
             f"(line {self.span.line if self.span else '?'}); at {where} a thread would need "
             f"another thread's register", span or self.span,
             hint="index it by the loop variables in order, or copy it through shared memory")
+
+    def visit_ExternCall(self, s: ir.ExternCall):
+        s = self.generic(s)
+        if s.name.startswith(PRINT_PREFIX) and self.driver.frag.replicate > 1:
+            # every holder of the driving element runs the iteration: the first one prints
+            return ir.If(ir.binop("==", THREAD_X, 0), s, None, span=s.span) \
+                if held_whole(self.driver.frag, self.outer.threads) else s
+        return s
 
     def visit_For(self, s: For):
         if s.kind == "parallel":
