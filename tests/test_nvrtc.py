@@ -359,3 +359,13 @@ def test_gpu_nvrtc_kernels_and_tiledsl_load(exported):
                           target="cuda -compiler=nvrtc")
     a = torch.randn(512, 512, device="cuda")
     torch.testing.assert_close(big(a, a), torch.relu(a @ a), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.skipif(find_nvcc() is None, reason="no nvcc")
+def test_nvcc_fallback_carries_metadata_too(tmp_path):
+    k = tiledsl.compile(saxpy.get_ir(1000), out_idx=[-1], target="cuda -compiler=nvcc", name="saxpy")
+    assert k.target.backend == "nvcc" and "kernels/cuda/" in k.library
+    loaded = tiledsl.load(k.export_library(tmp_path / "nvcc.so"))
+    assert loaded.metadata["target"]["backend"] == "nvcc" and loaded.out_idx == [3]
+    with pytest.raises(ValueError, match="saxpy: argument 'X' expects a cuda tensor"):
+        loaded(np.ones(1000, np.float32), np.ones(1000, np.float32), 2.0)
