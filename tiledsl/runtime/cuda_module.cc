@@ -281,10 +281,11 @@ class CudaModuleObj : public ffi::ModuleObj {
       if (rc == 0) rc = d.cuDeviceGetAttribute(&minor, kComputeCapabilityMinor, device);
       if (rc == 0) rc = d.cuDevicePrimaryCtxRetain(&pd.context, device);
       TDSL_REQUIRE(rc == 0, RuntimeError) << symbol_ << ": cannot use CUDA device " << dev << ": " << d.Error(rc);
-      pd.image = PickImage(major * 10 + minor);
-      TDSL_REQUIRE(pd.image >= 0, RuntimeError) << symbol_ << ": CUDA device " << dev << " is sm_" << major << minor
-                                               << "; this kernel was compiled for " << Archs() << " only";
+      pd.cc = major * 10 + minor;
+      pd.image = PickImage(pd.cc);
     }
+    TDSL_REQUIRE(pd.image >= 0, RuntimeError) << symbol_ << ": CUDA device " << dev << " is sm_" << pd.cc
+                                             << "; this kernel was compiled for " << Archs() << " only";
     CUcontext current = nullptr;
     d.cuCtxGetCurrent(&current);
     if (current != pd.context) {
@@ -354,7 +355,8 @@ class CudaModuleObj : public ffi::ModuleObj {
 
   struct PerDevice {
     CUcontext context = nullptr;
-    int image = -1;
+    int cc = 0;      // compute capability, major * 10 + minor
+    int image = -1;  // which of images_ this device runs
     CUmodule module = nullptr;
     std::vector<CUfunction> functions;
   };
