@@ -120,6 +120,7 @@ def test_conflict_through_copy():
         tiledsl.compile(_chain(d_layout=MMA_C, e_layout=ROWS), out_idx=[-1])
 
 
+@pytest.mark.cpu_only  # a plain Layout on a fragment is a CPU storage order; the GPU needs a Fragment
 def test_storage_layouts_may_differ():
     """Plain Layouts on fragments are storage orders: two different ones may meet."""
     k = tiledsl.compile(_chain(c_layout=Layout((16, 8), lambda i, j: [j, i]),
@@ -128,6 +129,7 @@ def test_storage_layouts_may_differ():
     np.testing.assert_allclose(k(a), a * 2 + 1, rtol=1e-6)
 
 
+@pytest.mark.cpu_only
 @pytest.mark.parametrize("c_layout", [None, MMA_C, ROWS, Layout((16, 8), lambda i, j: [j, i])])
 def test_cpu_results_do_not_depend_on_fragment_layouts(c_layout):
     k = tiledsl.compile(_chain(c_layout=c_layout), out_idx=[-1])
