@@ -76,8 +76,9 @@ def infer_layout(func: ir.PrimFunc, target: Target) -> ir.PrimFunc:
 
     links, partial = _fragment_links(func.body)
     if target.kind == "cuda":
-        # A fragment read by a partial index next to a fuller one (a reduction's row maxima
-        # read in an (i, j) loop), or written by a reduction, is held whole by every thread.
+        # A fragment a T.Parallel nest indexes by only some of its variables (a reduction's row
+        # maxima m[i] in an (i, j) loop, conv2d's row offsets top[i]: broadcast along the
+        # others), or written by a reduction, is held whole by every thread.
         # So is one used outside every T.Parallel loop (a scalar step, T.print of the tile).
         reduced = set()
         ir.walk(func.body, lambda n: reduced.add(n.dst.name) if isinstance(n, ir.Reduce) else None)
@@ -199,7 +200,7 @@ def _propagate(decided: Dict[str, _Decision], links: List[Tuple[str, str, Option
 
 def _fragment_links(body: ir.Stmt) -> Tuple[List[Tuple[str, str, Optional[Span], str]], Set[str]]:
     """(buffer, buffer, span, what) for each pair of fragments used element by element
-    together; and the fragments a parallel loop indexes by fewer of its variables than another."""
+    together; and the fragments a parallel loop indexes by fewer than all of its variables."""
     links = []
     partial: Set[str] = set()
 
@@ -226,8 +227,8 @@ def _fragment_links(body: ir.Stmt) -> Tuple[List[Tuple[str, str, Optional[Span],
                 names = list(dict.fromkeys(b.name for b in bufs))
                 links.extend((x, y, node.span, "the T.Parallel loop")
                              for x, y in zip(names, names[1:]))
-            widest = max((len(set(k)) for k in groups), default=0)
-            partial.update(b.name for k, bufs in groups.items() if len(set(k)) < widest for b in bufs)
+            # a tile indexed by fewer than the nest's variables is broadcast along the others
+            partial.update(b.name for k, bufs in groups.items() if len(set(k)) < len(loop_vars) for b in bufs)
     ir.walk(body, visit)
     return links, partial
 
