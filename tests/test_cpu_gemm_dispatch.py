@@ -234,3 +234,29 @@ def test_isa_is_part_of_the_cache_key():
 def test_unknown_isa_is_rejected():
     with pytest.raises(ValueError, match="isa"):
         Target.parse("cpu -isa=neon")
+
+
+@pytest.mark.parametrize("kind", ["float32", "float64", "bfloat16", "int8"])
+def test_peak_probe_runs_its_chains_on_every_thread(kind):
+    """benchmarks/peak.py's probe (codegen/gemm/cpu_peak.py), built by whichever backend the run
+    uses: every block writes its chains' sum and its done flag. float32 / float64 chains
+    a = a * 0.5 + 0.5 converge to 1, so 12 chains of 16 / 8 lanes sum to 192 / 96."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+    from peak import PeakProbe
+    isa = host_cpu().isa
+    if kind in ("bfloat16", "int8") and not (isa == "avx512" and host_cpu().has(
+            "avx512bf16" if kind == "bfloat16" else "avx512vnni")):
+        pytest.skip(f"the host has no {kind} dot product")
+    probe = PeakProbe(kind, 2, "cpu")
+    probe.call(2000)
+    slots = probe.out.reshape(2, 16)
+    assert (slots[:, 2] == 1).all()
+    if kind in ("float32", "float64") and isa != "scalar":
+        lanes = {"avx512": 64, "avx2": 32}[isa] // (8 if kind == "float64" else 4)
+        np.testing.assert_allclose(slots[:, 1], 12 * lanes, rtol=1e-6)
+    else:
+        assert np.isfinite(slots[:, 1]).all() and (slots[:, 1] != 0).all()
+    assert probe.ops(10) == 10 * 2 * 12 * {"float32": 32, "float64": 16, "bfloat16": 64, "int8": 128}[kind] \
+        or isa != "avx512"
