@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from tiledsl.layout import (GemmWarpPolicy, LayoutError, make_mma_block_fragment,
                             mma_m16n8k16_a, mma_m16n8k16_b, mma_m16n8k16_c, packed_a_layout,
-                            packed_b_layout, warp_partition)
+                            packed_b_layout, vnni_b_layout, warp_partition)
 
 # -- PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating point type" --------------------
 # Written independently of gemm_layouts.py: lane, element number -> (row, col).
@@ -136,3 +136,18 @@ def test_packed_panels_inverse_and_padding():
         padded.inverse()
     with pytest.raises(LayoutError):
         packed_a_layout(0, 4, 4)
+
+
+@pytest.mark.parametrize("k,n,group", [(8, 32, 2), (16, 10, 4), (4, 3, 4)])
+def test_vnni_b_layout_groups_k_within_a_lane(k, n, group):
+    """The dot-product B tile: k-group p of column j at p * n * G + j * G, k % G inside it; a
+    bijection, and the transposed (N, K) tile is the same storage."""
+    b = vnni_b_layout((k, n), group)
+    offs = b.offset_table()
+    for kk, j in itertools.product(range(k), range(n)):
+        assert offs[kk, j] == (kk // group) * n * group + j * group + kk % group
+    assert b.is_bijective()
+    t = vnni_b_layout((n, k), group, transposed=True).offset_table()
+    assert all(t[j, kk] == offs[kk, j] for kk, j in itertools.product(range(k), range(n)))
+    with pytest.raises(LayoutError):
+        vnni_b_layout((k + 1, n), group)

@@ -11,7 +11,7 @@ from .swizzle import (Access, bank_conflicts, column_read_pattern, ldmatrix_patt
                       shared_wavefronts, swizzle, swizzle_32b, swizzle_64b, swizzle_128b)
 from .gemm_layouts import (GemmWarpPolicy, make_mma_block_fragment, mma_m16n8k16_a,
                            mma_m16n8k16_b, mma_m16n8k16_c, packed_a_layout, packed_b_layout,
-                           warp_partition)
+                           vnni_b_layout, warp_partition)
 from .plot import plot
 
 __all__ = [
@@ -21,6 +21,6 @@ __all__ = [
     "bank_conflicts", "shared_wavefronts", "ldmatrix_pattern", "column_read_pattern", "Access",
     "GemmWarpPolicy", "warp_partition", "make_mma_block_fragment",
     "mma_m16n8k16_a", "mma_m16n8k16_b", "mma_m16n8k16_c",
-    "packed_a_layout", "packed_b_layout",
+    "packed_a_layout", "packed_b_layout", "vnni_b_layout",
     "plot",
 ]

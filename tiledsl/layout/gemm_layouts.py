@@ -12,7 +12,9 @@
   The fragment's register slot is that element number `r`.
 * the C fragment of a whole thread block whose warps tile the block (`make_mma_block_fragment`);
 * the CPU micro-kernel's packed panels (`packed_a_layout`, `packed_b_layout`): the copy into
-  a shared tile with this layout is the packing step of a BLIS-style GEMM.
+  a shared tile with this layout is the packing step of a BLIS-style GEMM;
+* the B tile of the CPU dot-product instructions (`vnni_b_layout`: `vdpbf16ps`, `vpdpbusd`),
+  which multiply G consecutive k values inside each 32-bit lane.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from .fragment import Fragment
 from .layout import Layout, LayoutError
 
 __all__ = ["mma_m16n8k16_a", "mma_m16n8k16_b", "mma_m16n8k16_c", "GemmWarpPolicy",
-           "warp_partition", "make_mma_block_fragment", "packed_a_layout", "packed_b_layout",
+           "warp_partition", "make_mma_block_fragment", "packed_a_layout", "packed_b_layout", "vnni_b_layout",
            "MMA_M", "MMA_N", "MMA_K", "WARP_SIZE"]
 
 WARP_SIZE = 32
@@ -142,6 +144,20 @@ def packed_b_layout(block_K: int, block_N: int, NR: int) -> Layout:
     panels = -(-block_N // NR)
     return Layout((block_K, block_N), lambda k, j: [j // NR, k, j % NR],
                   (panels, block_K, NR))
+
+
+def vnni_b_layout(shape: tuple, group: int, transposed: bool = False) -> Layout:
+    """B tile `(K, N)` (or `(N, K)` when `transposed`) stored as `(K / G, N, G)`: the G values of
+    column j for k-group p are contiguous, at offset `p * N * G + j * G`, so one 32-bit lane of a
+    vector load holds what a dot-product instruction multiplies with a broadcast group of A.
+    K must be a multiple of G."""
+    _check_positive(group=group)
+    k, n = shape[::-1] if transposed else shape
+    if k % group:
+        raise LayoutError(f"vnni_b_layout: the tile's K ({k}) is not a multiple of the group ({group})")
+    if transposed:
+        return Layout(shape, lambda j, kk: [kk // group, j, kk % group], (k // group, n, group))
+    return Layout(shape, lambda kk, j: [kk // group, j, kk % group], (k // group, n, group))
 
 
 def _check_positive(**sizes: int) -> None:

@@ -4,9 +4,10 @@ and `vpdpbusd` (AVX512_VNNI, int8 -> int32).
 Both multiply `G` consecutive k values of A and B inside each 32-bit lane and add them into one
 accumulator lane (G = 2 bf16 pairs, G = 4 byte quads). So a micro-kernel broadcasts one 32-bit
 group of A's row r (`A[r, k..k+G)`, contiguous in a row-major A tile) and needs B's group for
-column j in lane j: the B tile's layout is `(k // G, j, k % G)`, the "VNNI" layout, imposed by
-`layouts()` like any other GEMM row's, so the `T.copy` into the tile is the packing step (it
-interleaves G rows of B). A transposed A tile is stored row-major the same way.
+column j in lane j: the B tile's layout is `(k // G, j, k % G)`, the "VNNI" layout
+(`tiledsl.layout.vnni_b_layout`), imposed by `layouts()` like any other GEMM row's, so the
+`T.copy` into the tile is the packing step (it interleaves G rows of B). A transposed A tile
+is stored row-major the same way.
 
 The walk over the C tile is `cpu_simd`'s (ni outer: one B strip in L1 while the A rows stream);
 each family file (`dot_bf16.py`, `dot_vnni.py`) renders the MR x NR kernel for both backends,
@@ -21,11 +22,11 @@ from typing import Callable, List
 
 from ... import ir
 from ...ir import BufferPtr, ExternCall, Gemm
-from ...layout import Layout
+from ...layout import Layout, vnni_b_layout
 from ...target import Target, host_cpu
 from ..names import c_from_storage
 
-__all__ = ["DotFamily", "CpuDot", "vnni_b_layout"]
+__all__ = ["DotFamily", "CpuDot"]
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,6 @@ class DotFamily:
     nr: int
     render_cxx: Callable[[str], str]    # name -> C++ definition of name_full(K, a, sr, b, ldb, c, ldc)
     render_llvm: Callable[[str], str]   # name -> LLVM IR of @name_full, same arguments
-
-
-def vnni_b_layout(shape: tuple, group: int, transposed: bool = False) -> Layout:
-    """B tile `(K, N)` (or `(N, K)` when transposed) stored as `(K / G, N, G)`: the G values of
-    column j for k-group p are contiguous, at `p * N * G + j * G`."""
-    k, n = shape[::-1] if transposed else shape
-    if transposed:
-        return Layout(shape, lambda j, kk: [kk // group, j, kk % group], (k // group, n, group))
-    return Layout(shape, lambda kk, j: [kk // group, j, kk % group], (k // group, n, group))
 
 
 def _full_2d(region: ir.Region) -> bool:
