@@ -194,6 +194,18 @@ def test_gemm_with_a_fragment_operand(dtype):
     np.testing.assert_allclose(got, p @ d.astype(np.float32), rtol=2e-3, atol=2e-3)
 
 
+@pytest.mark.parametrize("bm,bn", [(16, 16), (16, 8)])
+def test_small_tensor_core_tile_uses_fewer_warps(bm, bn):
+    """A 16 x 16 fp32 C cannot give each of 4 warps an m16n8 tile: the mma row spreads it over
+    the warps that fit (the others skip the GEMM) instead of refusing it."""
+    func = matmul(40, 24, 48, bm=bm, bn=bn, bk=16, threads=128)
+    src = tiledsl.compile(func, out_idx=[-1], target=EMU)
+    assert "mma" in src.get_kernel_source()
+    rng = np.random.default_rng(9)
+    a, b = rng.standard_normal((40, 48)).astype(np.float16), rng.standard_normal((48, 24)).astype(np.float16)
+    np.testing.assert_allclose(src(a, b), a.astype(np.float32) @ b.astype(np.float32), rtol=1e-3, atol=1e-3)
+
+
 def test_print_on_the_gpu_gives_the_cpu_lines(capfd):
     """T.print in device code: a loop's prints once per iteration (by the thread that runs it),
     a block statement's once (by thread 0), the same lines as the interpreter in any order."""
