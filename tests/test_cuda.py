@@ -256,6 +256,24 @@ def test_emulated_atomics_float8_and_cumsum():
     np.testing.assert_allclose(p, np.cumsum(tiles, axis=1).reshape(-1)[:1000], rtol=1e-5, atol=1e-5)
 
 
+def atomic_float8():
+    """1-byte atomics: a compare-and-swap of the 4-byte word that holds the element."""
+    @T.prim_func
+    def main(X: T.Tensor((8,), "float32"), Y: T.Tensor((2,), "float8_e4m3"), Q: T.Tensor((4,), "int8")):
+        with T.Kernel(1, threads=32) as bx:
+            for i in T.Parallel(8):
+                T.atomic_add(Y[i % 2], X[i])
+                T.atomic_max(Q[i % 4], T.cast(X[i], "int8") - 3)
+    return main
+
+
+def test_emulated_one_byte_atomics():
+    y, q = np.zeros(2, ml_dtypes.float8_e4m3fn), np.full(4, -100, np.int8)
+    tiledsl.compile(atomic_float8(), out_idx=[], target=EMU)(np.arange(8, dtype=np.float32), y, q)
+    np.testing.assert_array_equal(y.astype(np.float32), [12.0, 16.0])
+    np.testing.assert_array_equal(q, [1, 2, 3, 4])
+
+
 @needs_nvcc
 @pytest.mark.parametrize("arch", ["sm_80", "sm_90a"])
 def test_nvcc_compiles_the_example_kernels(arch, tmp_path):
@@ -266,6 +284,7 @@ def test_nvcc_compiles_the_example_kernels(arch, tmp_path):
                "softmax": softmax(64, 256, threads=128), "atomics_fp8_cumsum": atomics_fp8_cumsum()}
     from test_interp import printing
     kernels["print"] = printing
+    kernels["atomic_float8"] = atomic_float8()
     for name, func in kernels.items():
         _, source = cuda_source(func, target)
         assert "__global__" in source and "TVMFFIEnvGetStream" in source

@@ -76,6 +76,20 @@ template <int N> struct tdsl_bits;
 template <> struct tdsl_bits<2> { typedef unsigned short type; };
 template <> struct tdsl_bits<4> { typedef unsigned int type; };
 template <> struct tdsl_bits<8> { typedef unsigned long long type; };
+template <class F> __device__ __forceinline__ void tdsl_atomic_update(uint8_t* p, F f) {
+  /* no 1-byte CAS: swap the aligned 4-byte word holding the byte (float8, int8) */
+  unsigned int* w = (unsigned int*)((uintptr_t)p & ~(uintptr_t)3);
+  const unsigned shift = (unsigned)((uintptr_t)p & 3) * 8u;
+  unsigned int seen = *(volatile unsigned int*)w, want;
+  do {
+    want = seen;
+    const uint8_t n = f((uint8_t)(want >> shift));
+    seen = atomicCAS(w, want, (want & ~(0xffu << shift)) | ((unsigned int)n << shift));
+  } while (seen != want);
+}
+template <class F> __device__ __forceinline__ void tdsl_atomic_update(int8_t* p, F f) {
+  tdsl_atomic_update((uint8_t*)p, [&](uint8_t o) { return (uint8_t)f((int8_t)o); });
+}
 template <class S, class F> __device__ __forceinline__ void tdsl_atomic_update(S* p, F f) {
   typedef typename tdsl_bits<sizeof(S)>::type U;
   U* q = (U*)p;
@@ -105,9 +119,6 @@ class CudaRenderer(CpuRenderer):
 
     def atomic_store(self, s, d) -> None:
         dt = s.buffer.dtype
-        if dt.itemsize == 1:
-            raise LoweringError(f"T.atomic_{s.atomic} on the GPU needs 2-, 4- or 8-byte elements; "
-                                f"'{s.buffer.name}' is {dt}", s.span)
         if s.atomic == "add" and dt.name == "float32":
             ref = f"{self.names.buffer(s.buffer)}[{self.expr(s.indices[0])}]"
             self.emit(d, f"tdsl_atomic_add_f32(&{ref}, {self.expr(s.value)});")

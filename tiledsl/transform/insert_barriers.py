@@ -1,5 +1,5 @@
 """insert_barriers (GPU): a `__syncthreads()` wherever one thread may read or overwrite shared
-memory that another thread wrote or read since the last barrier, and nowhere else.
+(or global) memory that another thread wrote or read since the last barrier, and nowhere else.
 
 Works on the statements of the block as a whole, after `partition_threads`: each thread-split
 slot loop, and each statement every thread runs alike, is one unit whose shared reads and
@@ -22,6 +22,9 @@ from .partition_threads import PARTITION
 __all__ = ["insert_barriers", "SYNC"]
 
 SYNC = "__syncthreads"
+# Memory other threads of the block see: shared tiles, and global tensors (a nest may write an
+# element that a later nest, split another way, reads in another thread).
+_SHARED = ("shared", "global")
 
 
 def barrier() -> ExternCall:
@@ -51,9 +54,9 @@ def _shared_access(s) -> Tuple[Set[str], Set[str]]:
     reads, writes = set(), set()
 
     def visit(n):
-        if isinstance(n, Load) and n.buffer.scope == "shared":
+        if isinstance(n, Load) and n.buffer.scope in _SHARED:
             reads.add(n.buffer.name)
-        elif isinstance(n, Store) and n.buffer.scope == "shared":
+        elif isinstance(n, Store) and n.buffer.scope in _SHARED:
             writes.add(n.buffer.name)
         elif isinstance(n, ExternCall):
             for a in n.args:  # the GPU's extern calls (mma) only read the shared tiles they get

@@ -62,6 +62,7 @@ class _Partition(_Registers):
         self.threads = 0
         self.regs: Dict[str, Buffer] = {}
         self.namer = Namer("p")
+        self.per_thread = False
 
     def visit_Kernel(self, k: Kernel):
         self.threads = k.threads
@@ -85,6 +86,24 @@ class _Partition(_Registers):
             # A statement of the whole block runs in every thread: one of them prints it.
             return ir.If(ir.binop("==", THREAD_X, 0), s, None, span=s.span)
         return s
+
+    def visit_Store(self, s: Store):
+        s = _Registers.visit_Store(self, s)
+        if s.buffer.scope in ("global", "shared") and not self.per_thread:
+            # A store of the whole block happens once, as on the CPU: every thread doing it
+            # would add an atomic up, and race a read-modify-write (`W[b] = W[b] + 1`) with
+            # itself. insert_barriers then orders the readers after it.
+            return ir.If(ir.binop("==", THREAD_X, 0), s, None, span=s.span)
+        return s
+
+    def visit_If(self, s: ir.If):
+        if THREAD_X not in ir.free_vars(s.cond) or self.per_thread:
+            return self.generic(s)
+        self.per_thread = True  # a branch on the thread index: each thread's own stores
+        try:
+            return self.generic(s)
+        finally:
+            self.per_thread = False
 
     # -- fragment accesses outside a parallel nest: only whole-held fragments --------------
 
