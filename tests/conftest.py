@@ -21,7 +21,8 @@ CXX_ONLY = ("test_cache.py::", "test_logging.py::test_compile_recompile_and_disk
 # files), skipped under --target: they mean nothing for another target. New tests of that
 # kind: mark them @pytest.mark.cpu_only.
 CPU_ONLY = ("test_cache.py::", "test_llvm_backend.py::", "test_cpu_gemm_dispatch.py::", "test_export.py::",
-            "test_logging.py::", "test_profiler.py::", "test_autotune.py::", "test_fuzz.py::")
+            "test_logging.py::", "test_profiler.py::", "test_autotune.py::", "test_autotune_ray.py::",
+            "test_llvm_cache.py::", "test_fuzz.py::")
 
 
 def pytest_addoption(parser):
