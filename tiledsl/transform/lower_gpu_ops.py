@@ -65,7 +65,7 @@ def lower_reduce_gpu(s: Reduce, namer: Namer, threads: int, identity, combine) -
                                       warp_allreduce(merge, acc_t, threads), span=s.span)]
     warps = -(-threads // 32)
     if warps > 1:
-        steps.extend(_across_warps(part, n_out, warps, merge, acc_t, tag, namer, identity, combine, s.span))
+        steps.extend(_across_warps(part, warps, merge, namer, (identity, combine), s.span))
     v3 = [namer("i") for _ in out_shape]
     dst_idx = tuple(v3) if dst.ndim == len(out_shape) else tuple(v3) + (ir.const(0),)
     value = ir.Load(part, (flat(v3),), acc_t)
@@ -76,9 +76,12 @@ def lower_reduce_gpu(s: Reduce, namer: Namer, threads: int, identity, combine) -
     return ir.seq(*steps)
 
 
-def _across_warps(part, n_out, warps, merge, acc_t, tag, namer, identity, combine, span) -> list:
-    """Lane 0 of each warp publishes the warp's totals; every thread combines the warps'."""
-    red = Buffer(f"{part.name}_{tag}_warps", (ir.const(warps), ir.const(n_out)), acc_t, "shared")
+def _across_warps(part: Buffer, warps: int, merge: str, namer: Namer, ops: tuple, span) -> list:
+    """Lane 0 of each warp publishes the warp's totals; every thread combines the warps'.
+    `ops` is the (identity, combine) pair of `lower_reduce_gpu`."""
+    identity, combine = ops
+    n_out, acc_t = part.shape[0].value, part.dtype
+    red = Buffer(f"{part.name}_warps", (ir.const(warps), ir.const(n_out)), acc_t, "shared")
     r, w, r2 = namer("r"), namer("w"), namer("r")
     publish = ir.If(ir.binop("==", THREAD_X % 32, 0), ir.For(
         r, ir.const(0), ir.const(n_out), "serial",
