@@ -57,7 +57,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 from . import trust
 
@@ -183,6 +183,23 @@ def _lookup(base: Path, kind: str, key: str) -> Optional[Entry]:
     entry, problem = _read(kind, key, _entry_dir(base, kind, key))
     if problem:
         _report_and_discard(base, kind, key, problem)
+    return entry
+
+
+def lookup_or_build_reported(kind: str, fields: dict, build: Callable[[Path], dict], report,
+                             build_stages: Sequence[str]) -> Entry:
+    """`lookup_or_build` timed as the compile report's "cache" stage, which then counts only the
+    bookkeeping (the `build_stages` it contained are taken out). A failed build carries its key
+    (`tiledsl_cache_key`), so the autotuner can remember a deterministic failure."""
+    try:
+        with report.stage("cache"):
+            entry = lookup_or_build(kind, fields, build)
+    except Exception as e:
+        e.tiledsl_cache_key = make_key(kind, fields)
+        raise
+    if entry.built:
+        for stage in build_stages:
+            report.stages["cache"] -= report.stages.get(stage, 0.0)
     return entry
 
 

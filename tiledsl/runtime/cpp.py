@@ -101,18 +101,10 @@ def compile_cpp(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = (),
         return {"library": lib, "source": f"{symbol}.cc", "symbol": symbol,
                 "written": written}
 
-    try:
-        with report.stage("cache"):
-            entry = cache.lookup_or_build(KIND, fields, build)
-    except Exception as e:
-        e.tiledsl_cache_key = key  # lets the autotuner remember a deterministic failure
-        raise
+    entry = cache.lookup_or_build_reported(KIND, fields, build, report, ("passes", "codegen", "c++"))
     with report.stage("load"):
         module = tvm_ffi.load_module(str(entry.file(entry.meta["library"])))
         fn = module[symbol]
-    if entry.built:
-        for stage in ("passes", "codegen", "c++"):  # "cache" was their sum plus the bookkeeping
-            report.stages["cache"] -= report.stages.get(stage, 0.0)
     report.log("compiled" if entry.built else "loaded", target, key)
     # Read now (~20 us): a later tiledsl.cache.clear() must not take the source from the kernel.
     source = entry.file(entry.meta["source"]).read_text()

@@ -214,11 +214,7 @@ def _compile_nvrtc(func: ir.PrimFunc, target: Target, out_idx: Sequence[int],
                 "cubin": f"{symbol}.cubin", "kernels": f"{symbol}.kernels", "symbol": symbol,
                 "written": written}
 
-    with report.stage("cache"):
-        entry = cache.lookup_or_build(NVRTC_KIND, fields, build)
-    if entry.built:  # "cache" was the build's stages plus the bookkeeping: keep only the latter
-        for stage in ("passes+codegen", "nvrtc+c++"):
-            report.stages["cache"] -= report.stages.get(stage, 0.0)
+    entry = cache.lookup_or_build_reported(NVRTC_KIND, fields, build, report, ("passes+codegen", "nvrtc+c++"))
     with report.stage("load"):
         image = _image(entry, target)
         module = tvm_ffi.load_module(str(entry.file(entry.meta["library"])))

@@ -306,20 +306,12 @@ def compile_llvm(func: ir.PrimFunc, target: Target, out_idx: Sequence[int] = (),
                     "symbol": symbol, "written": sorted(ir.stored_buffers(lowered))}
 
         if entry is None:
-            try:
-                with report.stage("cache"):
-                    entry = cache.lookup_or_build(KIND, fields, build)
-            except Exception as e:
-                e.tiledsl_cache_key = key  # lets the autotuner remember a deterministic failure
-                raise
+            entry = cache.lookup_or_build_reported(KIND, fields, build, report, ("passes", "codegen", "llvm"))
         with report.stage("load"):
             fn = _load_object(lambda: entry.file(entry.meta["object"]).read_bytes(), symbol, key)
     finally:
         if setup is not None:
             setup.join()  # never leave it running: the autotuner forks after a failed compile
-    if entry.built:
-        for stage in ("passes", "codegen", "llvm"):  # "cache" was their sum plus the bookkeeping
-            report.stages["cache"] -= report.stages.get(stage, 0.0)
     report.log("compiled" if entry.built else "loaded", target, key)
     source = entry.file(entry.meta["source"]).read_text()  # now: a later clear() must not take it
     written = entry.meta["written"]
